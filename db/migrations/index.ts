@@ -1,0 +1,7 @@
+import type { Migration } from 'kysely/migration';
+import * as init from './0001_init.js';
+
+/** Every migration, in order. Listed statically so the compiled image needs no directory scan. */
+export const migrations: Record<string, Migration> = {
+  '0001_init': init,
+};

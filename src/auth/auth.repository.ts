@@ -1,0 +1,58 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+
+export interface UserWithTenant {
+  id: string;
+  email: string;
+  hashed_password: string;
+  tenant_id: string;
+  tenant_name: string;
+  created_at: Date;
+}
+
+function usersWithTenant(db: Kysely<Database>) {
+  return db
+    .selectFrom('users')
+    .innerJoin('tenants', 'tenants.id', 'users.tenant_id')
+    .select([
+      'users.id',
+      'users.email',
+      'users.hashed_password',
+      'users.tenant_id',
+      'tenants.name as tenant_name',
+      'users.created_at',
+    ]);
+}
+
+export async function emailExists(db: Kysely<Database>, email: string): Promise<boolean> {
+  const row = await db.selectFrom('users').select('id').where('email', '=', email).executeTakeFirst();
+  return row !== undefined;
+}
+
+export async function insertTenant(db: Kysely<Database>, name: string) {
+  return db.insertInto('tenants').values({ name }).returning(['id', 'name', 'created_at']).executeTakeFirstOrThrow();
+}
+
+export async function insertUser(
+  db: Kysely<Database>,
+  user: { tenantId: string; email: string; hashedPassword: string },
+) {
+  return db
+    .insertInto('users')
+    .values({ tenant_id: user.tenantId, email: user.email, hashed_password: user.hashedPassword })
+    .returning(['id', 'email', 'tenant_id', 'created_at'])
+    .executeTakeFirstOrThrow();
+}
+
+/** Login looks a user up by email alone: it is how the tenant is found in the first place. */
+export async function findUserByEmail(db: Kysely<Database>, email: string): Promise<UserWithTenant | undefined> {
+  return usersWithTenant(db).where('users.email', '=', email).executeTakeFirst();
+}
+
+export async function findUserInTenant(
+  db: Kysely<Database>,
+  tenantId: string,
+  userId: string,
+): Promise<UserWithTenant | undefined> {
+  return usersWithTenant(db).where('users.tenant_id', '=', tenantId).where('users.id', '=', userId).executeTakeFirst();
+}

@@ -1,0 +1,68 @@
+import * as v from 'valibot';
+
+export const EmailSchema = v.pipe(
+  v.string('Email must be a string'),
+  v.trim(),
+  v.toLowerCase(),
+  v.nonEmpty('Email is required'),
+  v.maxLength(254, 'Email must be at most 254 characters'),
+  v.email('Email must be a valid email address'),
+);
+
+export const PasswordSchema = v.pipe(
+  v.string('Password must be a string'),
+  v.minLength(8, 'Password must be at least 8 characters'),
+  v.maxLength(128, 'Password must be at most 128 characters'),
+);
+
+const TenantNameSchema = v.pipe(
+  v.string('Tenant name must be a string'),
+  v.trim(),
+  v.nonEmpty('Tenant name is required'),
+  v.maxLength(255, 'Tenant name must be at most 255 characters'),
+);
+
+/** Login takes any non-empty string: a wrong email is a 401, never a hint about format. */
+const LoginEmailSchema = v.pipe(v.string('Email must be a string'), v.trim(), v.toLowerCase(), v.nonEmpty('Email is required'), v.maxLength(254));
+const LoginPasswordSchema = v.pipe(v.string('Password must be a string'), v.nonEmpty('Password is required'), v.maxLength(1024));
+
+export const LegacyRegisterBody = v.object({
+  tenant_name: TenantNameSchema,
+  email: EmailSchema,
+  password: PasswordSchema,
+});
+
+export const RegisterBody = v.object({
+  name: TenantNameSchema,
+  email: EmailSchema,
+  password: PasswordSchema,
+});
+
+export const LoginBody = v.object({
+  email: LoginEmailSchema,
+  password: LoginPasswordSchema,
+});
+
+/** The OAuth2 password-flow form; `grant_type` and `scope` are accepted and ignored. */
+export const TokenForm = v.object({
+  username: LoginEmailSchema,
+  password: LoginPasswordSchema,
+  grant_type: v.optional(v.string()),
+  scope: v.optional(v.string()),
+});
+
+export const TokenOut = v.object({
+  access_token: v.string(),
+  token_type: v.literal('bearer'),
+});
+
+export const UserOut = v.object({
+  id: v.pipe(v.string(), v.uuid()),
+  email: v.pipe(v.string(), v.email()),
+  tenant_id: v.pipe(v.string(), v.uuid()),
+  tenant: v.object({ id: v.pipe(v.string(), v.uuid()), name: v.string() }),
+  created_at: v.pipe(v.string(), v.isoTimestamp()),
+});
+
+export type UserOut = v.InferOutput<typeof UserOut>;
+export type TokenOut = v.InferOutput<typeof TokenOut>;

@@ -1,0 +1,145 @@
+import * as v from 'valibot';
+
+/** Secrets shorter than this are refused outside development: HS256 keys need real entropy. */
+export const MIN_SECRET_LENGTH = 32;
+
+const MIB = 1024 * 1024;
+
+function booleanFlag(defaultValue: boolean) {
+  return v.pipe(
+    v.optional(v.string(), String(defaultValue)),
+    v.trim(),
+    v.toLowerCase(),
+    v.picklist(['true', 'false', '1', '0', 'yes', 'no'], 'must be true or false'),
+    v.transform((value) => value === 'true' || value === '1' || value === 'yes'),
+  );
+}
+
+function positiveInteger(defaultValue: number, max = Number.MAX_SAFE_INTEGER) {
+  return v.pipe(
+    v.optional(v.string(), String(defaultValue)),
+    v.trim(),
+    v.regex(/^\d+$/, 'must be a whole number'),
+    v.transform(Number),
+    v.minValue(1, 'must be at least 1'),
+    v.maxValue(max, `must be at most ${max}`),
+  );
+}
+
+function optionalUrl() {
+  return v.pipe(
+    v.optional(v.string(), ''),
+    v.trim(),
+    v.transform((value) => (value === '' ? undefined : value)),
+    v.optional(v.pipe(v.string(), v.url('must be an absolute URL'))),
+  );
+}
+
+const EnvSchema = v.object({
+  NODE_ENV: v.optional(v.picklist(['development', 'production', 'test']), 'development'),
+  HOST: v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty()), '0.0.0.0'),
+  PORT: positiveInteger(5000, 65535),
+  DATABASE_URL: v.pipe(v.optional(v.string(), ''), v.trim()),
+  SECRET_KEY: v.optional(v.string(), ''),
+  JWT_SECRET_KEY: v.optional(v.string(), ''),
+  JWT_EXPIRE_MINUTES: positiveInteger(30, 60 * 24 * 30),
+  SLACK_WEBHOOK_URL: optionalUrl(),
+  LEGACY_DCL_BASE_URL: optionalUrl(),
+  ALLOWED_WEB_ORIGIN: v.pipe(
+    v.optional(v.string(), ''),
+    v.transform((value) =>
+      value
+        .split(',')
+        .map((origin) => origin.trim().replace(/\/+$/, ''))
+        .filter((origin) => origin !== ''),
+    ),
+  ),
+  RETRY_DELAYS_SECONDS: v.pipe(
+    v.optional(v.string(), '10,30,60'),
+    v.regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, 'must be a comma-separated list of whole seconds'),
+    v.transform((value) => value.split(',').map((part) => Number(part.trim()))),
+  ),
+  CALLBACK_TIMEOUT_SECONDS: positiveInteger(10, 300),
+  CALLBACK_ALLOW_PRIVATE_NETWORKS: booleanFlag(false),
+  MAX_BODY_BYTES: positiveInteger(MIB, 100 * MIB),
+  LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error']), 'info'),
+});
+
+export type Env = v.InferOutput<typeof EnvSchema>;
+
+export interface Config {
+  readonly env: Env['NODE_ENV'];
+  readonly host: string;
+  readonly port: number;
+  /** Empty when unset: the entrypoint then decides (issue 5 starts an embedded PostgreSQL). */
+  readonly databaseUrl: string;
+  readonly jwtSecret: string;
+  readonly jwtExpireMinutes: number;
+  readonly slackWebhookUrl: string | undefined;
+  readonly legacyDclBaseUrl: string | undefined;
+  readonly allowedWebOrigins: readonly string[];
+  readonly retryDelaysSeconds: readonly number[];
+  readonly callbackTimeoutSeconds: number;
+  readonly callbackAllowPrivateNetworks: boolean;
+  readonly maxBodyBytes: number;
+  readonly logLevel: Env['LOG_LEVEL'];
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface LoadConfigOptions {
+  /** Supplies a secret when none is configured in development (a persisted random one). */
+  developmentSecret?: () => string;
+}
+
+/**
+ * Parses the environment once into a frozen Config. Throws ConfigError naming the offending
+ * variable; outside development a missing or short secret is fatal.
+ */
+export function loadConfig(
+  environment: NodeJS.ProcessEnv = process.env,
+  options: LoadConfigOptions = {},
+): Config {
+  const parsed = v.safeParse(EnvSchema, environment);
+  if (!parsed.success) {
+    const problems = parsed.issues.map((issue) => {
+      const key = issue.path?.map((item) => String(item.key)).join('.') ?? 'environment';
+      return `${key} ${issue.message}`;
+    });
+    throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
+  }
+  const env = parsed.output;
+  return Object.freeze({
+    env: env.NODE_ENV,
+    host: env.HOST,
+    port: env.PORT,
+    databaseUrl: env.DATABASE_URL,
+    jwtSecret: resolveJwtSecret(env, options),
+    jwtExpireMinutes: env.JWT_EXPIRE_MINUTES,
+    slackWebhookUrl: env.SLACK_WEBHOOK_URL,
+    legacyDclBaseUrl: env.LEGACY_DCL_BASE_URL?.replace(/\/+$/, ''),
+    allowedWebOrigins: Object.freeze(env.ALLOWED_WEB_ORIGIN),
+    retryDelaysSeconds: Object.freeze(env.RETRY_DELAYS_SECONDS),
+    callbackTimeoutSeconds: env.CALLBACK_TIMEOUT_SECONDS,
+    callbackAllowPrivateNetworks: env.CALLBACK_ALLOW_PRIVATE_NETWORKS,
+    maxBodyBytes: env.MAX_BODY_BYTES,
+    logLevel: env.LOG_LEVEL,
+  });
+}
+
+function resolveJwtSecret(env: Env, options: LoadConfigOptions): string {
+  const variable = env.JWT_SECRET_KEY !== '' ? 'JWT_SECRET_KEY' : 'SECRET_KEY';
+  const secret = env.JWT_SECRET_KEY !== '' ? env.JWT_SECRET_KEY : env.SECRET_KEY;
+  if (secret.length >= MIN_SECRET_LENGTH) return secret;
+  if (env.NODE_ENV === 'development' && options.developmentSecret) return options.developmentSecret();
+  if (secret === '') {
+    throw new ConfigError(
+      `SECRET_KEY is not set: set SECRET_KEY (or JWT_SECRET_KEY) to a random string of at least ${MIN_SECRET_LENGTH} characters`,
+    );
+  }
+  throw new ConfigError(
+    `${variable} is too weak: it must be at least ${MIN_SECRET_LENGTH} characters long (it has ${secret.length})`,
+  );
+}

@@ -1,0 +1,77 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+/** Timestamps come back as Date and are written as Date or ISO strings. */
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type GeneratedTimestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+/** JSON columns: objects in, objects out (pg parses jsonb). */
+type Json = ColumnType<unknown, string, string>;
+
+export type TaskStatus = 'queued' | 'in_progress' | 'success' | 'failed' | 'canceled';
+export type TaskKind = 'task' | 'aoa';
+
+export interface TenantsTable {
+  id: Generated<string>;
+  name: string;
+  created_at: GeneratedTimestamp;
+}
+
+export interface UsersTable {
+  id: Generated<string>;
+  tenant_id: string;
+  email: string;
+  hashed_password: string;
+  created_at: GeneratedTimestamp;
+}
+
+export interface TasksTable {
+  id: Generated<string>;
+  tenant_id: string;
+  kind: ColumnType<TaskKind, TaskKind | undefined, TaskKind>;
+  status: ColumnType<TaskStatus, TaskStatus | undefined, TaskStatus>;
+  payload: Json;
+  result: ColumnType<unknown, string | null | undefined, string | null>;
+  callback_url: string | null;
+  retry_count: Generated<number>;
+  max_retries: Generated<number>;
+  timeout_seconds: number | null;
+  on_success_next_task: ColumnType<unknown, string | null | undefined, string | null>;
+  next_task_id: string | null;
+  created_by: string | null;
+  scheduled_for: Timestamp | null;
+  started_at: Timestamp | null;
+  finished_at: Timestamp | null;
+  created_at: GeneratedTimestamp;
+  updated_at: GeneratedTimestamp;
+}
+
+export interface TaskLogsTable {
+  id: Generated<string>;
+  seq: Generated<string>;
+  task_id: string;
+  tenant_id: string;
+  timestamp: GeneratedTimestamp;
+  message: string;
+}
+
+export interface WorkerHeartbeatsTable {
+  id: string;
+  hostname: string;
+  pid: number;
+  started_at: GeneratedTimestamp;
+  last_seen_at: GeneratedTimestamp;
+}
+
+export interface Database {
+  tenants: TenantsTable;
+  users: UsersTable;
+  tasks: TasksTable;
+  task_logs: TaskLogsTable;
+  worker_heartbeats: WorkerHeartbeatsTable;
+}
+
+export type TenantRow = Selectable<TenantsTable>;
+export type UserRow = Selectable<UsersTable>;
+export type NewUser = Insertable<UsersTable>;
+export type TaskRow = Selectable<TasksTable>;
+export type TaskUpdate = Updateable<TasksTable>;
+export type TaskLogRow = Selectable<TaskLogsTable>;

@@ -1,0 +1,81 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
+import { HTTPException } from 'hono/http-exception';
+import { methodNotAllowed } from 'hono/method-not-allowed';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { requireAuth } from '../auth/auth.middleware.js';
+import { authRoutes } from '../auth/auth.routes.js';
+import { createAuthService } from '../auth/auth.service.js';
+import { createTokenIssuer } from '../auth/tokens.js';
+import type { Config } from '../config.js';
+import type { Db } from '../db/client.js';
+import { AppError } from '../errors.js';
+import { healthRoutes } from '../health/health.routes.js';
+import type { Logger } from '../logger.js';
+import { requestContext } from './middleware.js';
+import { buildOpenApiDocument, redocHtml, swaggerUiHtml } from './openapi.js';
+import type { AppEnv } from './types.js';
+
+export interface AppDeps {
+  db: Db;
+  config: Config;
+  logger: Logger;
+}
+
+const API_INFO = {
+  title: 'AutonomOS',
+  version: '0.1.0',
+  description: 'Multi-tenant task orchestration on PostgreSQL.',
+};
+
+/** Builds the HTTP application. Everything it touches is passed in, so tests build their own. */
+export function createApp(deps: AppDeps) {
+  const { db, config, logger } = deps;
+  const tokens = createTokenIssuer(config.jwtSecret, config.jwtExpireMinutes);
+  const authenticated = requireAuth(tokens);
+
+  const app = new Hono<AppEnv>();
+  app.use(requestContext(logger));
+  app.use(
+    cors({
+      origin: (origin) => (config.allowedWebOrigins.includes(origin) ? origin : null),
+      credentials: true,
+      allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+      allowHeaders: ['Authorization', 'Content-Type', 'X-Request-ID'],
+      exposeHeaders: ['X-Request-ID'],
+      maxAge: 600,
+    }),
+  );
+  app.use(methodNotAllowed({ app, onMethodNotAllowed: (c, methods) => c.json({ detail: 'Method Not Allowed' }, 405, { Allow: methods.join(', ') }) }));
+  app.use(
+    bodyLimit({
+      maxSize: config.maxBodyBytes,
+      onError: (c) => c.json({ detail: `Request body exceeds ${config.maxBodyBytes} bytes` }, 413),
+    }),
+  );
+
+  app.route('/', healthRoutes(db));
+  app.route('/', authRoutes(createAuthService({ db, tokens }), authenticated));
+
+  let openApiDocument: ReturnType<typeof buildOpenApiDocument> | undefined;
+  app.get('/openapi.json', (c) => c.json((openApiDocument ??= buildOpenApiDocument(app, API_INFO))));
+  app.get('/docs', (c) => c.html(swaggerUiHtml('/openapi.json')));
+  app.get('/redoc', (c) => c.html(redocHtml('/openapi.json')));
+
+  app.notFound((c) => c.json({ detail: 'Not Found' }, 404));
+  app.onError((error, c) => {
+    if (error instanceof AppError) {
+      return c.json({ detail: error.detail, ...error.extra }, error.status, error.headers);
+    }
+    if (error instanceof HTTPException) {
+      // Hono's own refusals (malformed JSON and the like) carry a safe message.
+      return c.json({ detail: error.message || 'Bad Request' }, error.status as ContentfulStatusCode);
+    }
+    (c.get('logger') ?? logger).error('unhandled error', { error, method: c.req.method, path: c.req.path });
+    return c.json({ detail: 'Internal Server Error' }, 500);
+  });
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;

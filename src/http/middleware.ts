@@ -1,0 +1,31 @@
+import { randomUUID } from 'node:crypto';
+import type { MiddlewareHandler } from 'hono';
+import type { Logger } from '../logger.js';
+import type { AppEnv } from './types.js';
+
+const INCOMING_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * Gives every request an id (the caller's X-Request-ID when it is sane), a logger that carries
+ * it, and one access-log line when the response is ready.
+ */
+export function requestContext(logger: Logger): MiddlewareHandler<AppEnv> {
+  return async function requestContext(c, next) {
+    const incoming = c.req.header('X-Request-ID');
+    const requestId = incoming && INCOMING_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    const requestLogger = logger.child({ request_id: requestId });
+    c.set('requestId', requestId);
+    c.set('logger', requestLogger);
+    const startedAt = performance.now();
+    await next();
+    c.header('X-Request-ID', requestId);
+    const auth = c.get('auth') as AppEnv['Variables']['auth'] | undefined;
+    requestLogger.info('request', {
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      duration_ms: Math.round((performance.now() - startedAt) * 10) / 10,
+      ...(auth ? { tenant_id: auth.tenantId, user_id: auth.userId } : {}),
+    });
+  };
+}

@@ -1,0 +1,57 @@
+import type { Context } from 'hono';
+import { validator } from 'hono/validator';
+import * as v from 'valibot';
+import { AppError, type ValidationIssue } from '../errors.js';
+import { withDoc } from './openapi.js';
+
+const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
+const FORM_MEDIA_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data'];
+
+function mediaType(c: Context): string {
+  return (c.req.header('Content-Type') ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+/** Turns valibot issues into FastAPI-style `{loc, msg, type}` entries under a location prefix. */
+export function toValidationIssues(issues: readonly v.BaseIssue<unknown>[], location: string): ValidationIssue[] {
+  return issues.map((issue) => ({
+    loc: [location, ...(issue.path ?? []).map((item) => item.key as string | number)],
+    msg: issue.message,
+    type: issue.type,
+  }));
+}
+
+/** Parses a value or throws the 422 AppError listing every failing field. */
+export function parseOrThrow<S extends v.GenericSchema>(schema: S, value: unknown, location: string): v.InferOutput<S> {
+  const parsed = v.safeParse(schema, value, { abortPipeEarly: true });
+  if (!parsed.success) throw new AppError('validation', toValidationIssues(parsed.issues, location));
+  return parsed.output;
+}
+
+/** Validates a JSON body against a valibot schema; the schema also documents the request. */
+export function jsonBody<S extends v.GenericSchema>(schema: S) {
+  return withDoc(
+    validator('json', (value, c): v.InferOutput<S> => {
+      if (!JSON_MEDIA_TYPE.test(mediaType(c))) {
+        throw new AppError('unsupported_media_type', 'Content-Type must be application/json');
+      }
+      return parseOrThrow(schema, value, 'body');
+    }),
+    { requestBody: { contentType: 'application/json', schema } },
+  );
+}
+
+/** Validates a url-encoded or multipart form body against a valibot schema. */
+export function formBody<S extends v.GenericSchema>(schema: S) {
+  return withDoc(
+    validator('form', (value, c): v.InferOutput<S> => {
+      if (!FORM_MEDIA_TYPES.includes(mediaType(c))) {
+        throw new AppError(
+          'unsupported_media_type',
+          'Content-Type must be application/x-www-form-urlencoded or multipart/form-data',
+        );
+      }
+      return parseOrThrow(schema, value, 'body');
+    }),
+    { requestBody: { contentType: 'application/x-www-form-urlencoded', schema } },
+  );
+}

@@ -1,0 +1,80 @@
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { ConfigError, loadConfig, type Config } from '../config.js';
+import { createDb } from '../db/client.js';
+import { migrateToLatest } from '../db/migrate.js';
+import { createApp } from '../http/app.js';
+import { createLogger, type Logger } from '../logger.js';
+import { createBoss } from '../worker/boss.js';
+import { startWorker } from '../worker/worker.js';
+import { persistentDevelopmentSecret } from './dev-secret.js';
+
+export type Mode = 'api' | 'worker' | 'all';
+
+/** How long running tasks get to finish after SIGTERM before they are failed back to the queue. */
+const SHUTDOWN_GRACE_MS = 25_000;
+
+function loadConfigOrExit(logger: Logger): Config {
+  try {
+    return loadConfig(process.env, { developmentSecret: () => persistentDevelopmentSecret(logger) });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      logger.error(error.message);
+      process.exit(1);
+    }
+    throw error;
+  }
+}
+
+/** Starts the API, the worker, or both in one process, and stops them gracefully on SIGTERM/SIGINT. */
+export async function run(mode: Mode): Promise<void> {
+  const bootLogger = createLogger({ base: { mode } });
+  const config = loadConfigOrExit(bootLogger);
+  const logger = createLogger({ level: config.logLevel, base: { mode } });
+  if (config.databaseUrl === '') {
+    logger.error('DATABASE_URL is not set: point it at a PostgreSQL database, e.g. postgres://postgres@127.0.0.1:5432/autonomos');
+    process.exit(1);
+  }
+
+  const db = createDb(config.databaseUrl, { applicationName: `autonomos-${mode}` });
+  const applied = await migrateToLatest(db);
+  if (applied.length > 0) logger.info('migrations applied', { migrations: applied });
+
+  const boss = createBoss(config.databaseUrl, logger, { supervise: mode !== 'api' });
+  await boss.start();
+
+  const worker = mode === 'api' ? undefined : await startWorker({ db, boss, config, logger });
+
+  const server =
+    mode === 'worker'
+      ? undefined
+      : await new Promise<ReturnType<typeof serve>>((resolve) => {
+          const app = createApp({ db, config, logger });
+          const listening = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info: AddressInfo) => {
+            const host = info.address === '0.0.0.0' || info.address === '::' ? 'localhost' : info.address;
+            logger.info('api listening', { url: `http://${host}:${info.port}`, docs: `http://${host}:${info.port}/docs` });
+            resolve(listening);
+          });
+        });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      logger.warn('second signal: exiting now', { signal });
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info('shutting down', { signal });
+    const serverClosed = server
+      ? new Promise<void>((resolve) => server.close(() => resolve()))
+      : Promise.resolve();
+    await worker?.stop(SHUTDOWN_GRACE_MS);
+    await boss.stop({ graceful: true, timeout: SHUTDOWN_GRACE_MS });
+    await serverClosed;
+    await db.destroy();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}

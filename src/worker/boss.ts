@@ -1,0 +1,26 @@
+import { PgBoss } from 'pg-boss';
+import type { Logger } from '../logger.js';
+
+export const BOSS_SCHEMA = 'pgboss';
+
+export interface BossOptions {
+  /** Only worker processes supervise (expire, retry, archive); API-only processes just send. */
+  supervise: boolean;
+}
+
+/** A pg-boss instance in the application database, in its own schema. */
+export function createBoss(connectionString: string, logger: Logger, options: BossOptions): PgBoss {
+  const boss = new PgBoss({
+    connectionString,
+    schema: BOSS_SCHEMA,
+    application_name: 'autonomos-queue',
+    max: 10,
+    supervise: options.supervise,
+    schedule: false,
+    migrate: true,
+    useListenNotify: true,
+  });
+  boss.on('error', (error) => logger.error('queue error', { error }));
+  boss.on('warning', (warning) => logger.warn('queue warning', { warning }));
+  return boss;
+}

@@ -1,0 +1,38 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { sql } from 'kysely';
+import type { Db } from '../db/client.js';
+import type { Logger } from '../logger.js';
+
+export const HEARTBEAT_INTERVAL_MS = 10_000;
+
+export interface Heartbeat {
+  readonly workerId: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Records that this worker is alive every 10 s, so `/health/worker` can tell from any API
+ * process whether some worker is running. The row is removed on a clean stop.
+ */
+export async function startHeartbeat(db: Db, logger: Logger): Promise<Heartbeat> {
+  const workerId = randomUUID();
+  const beat = () =>
+    db
+      .insertInto('worker_heartbeats')
+      .values({ id: workerId, hostname: hostname(), pid: process.pid })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ last_seen_at: sql`now()` }))
+      .execute();
+  await beat();
+  const timer = setInterval(() => {
+    beat().catch((error: unknown) => logger.warn('heartbeat failed', { error }));
+  }, HEARTBEAT_INTERVAL_MS);
+  timer.unref();
+  return {
+    workerId,
+    async stop() {
+      clearInterval(timer);
+      await db.deleteFrom('worker_heartbeats').where('id', '=', workerId).execute();
+    },
+  };
+}
