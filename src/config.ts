@@ -62,6 +62,7 @@ const EnvSchema = v.object({
   CALLBACK_TIMEOUT_SECONDS: positiveInteger(10, 300),
   CALLBACK_ALLOW_PRIVATE_NETWORKS: booleanFlag(false),
   MAX_BODY_BYTES: positiveInteger(MIB, 100 * MIB),
+  WORKER_CONCURRENCY: positiveInteger(8, 256),
   LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error']), 'info'),
 });
 
@@ -82,6 +83,8 @@ export interface Config {
   readonly callbackTimeoutSeconds: number;
   readonly callbackAllowPrivateNetworks: boolean;
   readonly maxBodyBytes: number;
+  /** Parallel fetch loops per worker process; each runs a batch of up to 4 tasks at once. */
+  readonly workerConcurrency: number;
   readonly logLevel: Env['LOG_LEVEL'];
 }
 
@@ -125,6 +128,7 @@ export function loadConfig(
     callbackTimeoutSeconds: env.CALLBACK_TIMEOUT_SECONDS,
     callbackAllowPrivateNetworks: env.CALLBACK_ALLOW_PRIVATE_NETWORKS,
     maxBodyBytes: env.MAX_BODY_BYTES,
+    workerConcurrency: env.WORKER_CONCURRENCY,
     logLevel: env.LOG_LEVEL,
   });
 }

@@ -43,6 +43,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('on_success_next_task', 'jsonb')
     .addColumn('next_task_id', 'uuid', (col) => col.references('tasks.id'))
     .addColumn('created_by', 'uuid', (col) => col.references('users.id'))
+    // Which delivery of the task's job runs the current attempt (pg-boss retryCount): fences off a
+    // delivery that lost its claim, e.g. one whose worker stalled past the job's expiry.
+    .addColumn('claimed_delivery', 'integer')
     .addColumn('scheduled_for', 'timestamptz')
     .addColumn('started_at', 'timestamptz')
     .addColumn('finished_at', 'timestamptz')

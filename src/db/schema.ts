@@ -37,6 +37,7 @@ export interface TasksTable {
   on_success_next_task: ColumnType<unknown, string | null | undefined, string | null>;
   next_task_id: string | null;
   created_by: string | null;
+  claimed_delivery: number | null;
   scheduled_for: Timestamp | null;
   started_at: Timestamp | null;
   finished_at: Timestamp | null;

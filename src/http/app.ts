@@ -13,12 +13,17 @@ import type { Db } from '../db/client.js';
 import { AppError } from '../errors.js';
 import { healthRoutes } from '../health/health.routes.js';
 import type { Logger } from '../logger.js';
+import { createTaskQueue } from '../queue/task-queue.js';
+import { taskRoutes } from '../tasks/tasks.routes.js';
+import { createTaskService } from '../tasks/tasks.service.js';
+import type { PgBoss } from 'pg-boss';
 import { requestContext } from './middleware.js';
 import { buildOpenApiDocument, redocHtml, swaggerUiHtml } from './openapi.js';
 import type { AppEnv } from './types.js';
 
 export interface AppDeps {
   db: Db;
+  boss: PgBoss;
   config: Config;
   logger: Logger;
 }
@@ -31,7 +36,7 @@ const API_INFO = {
 
 /** Builds the HTTP application. Everything it touches is passed in, so tests build their own. */
 export function createApp(deps: AppDeps) {
-  const { db, config, logger } = deps;
+  const { db, boss, config, logger } = deps;
   const tokens = createTokenIssuer(config.jwtSecret, config.jwtExpireMinutes);
   const authenticated = requireAuth(tokens);
 
@@ -57,6 +62,7 @@ export function createApp(deps: AppDeps) {
 
   app.route('/', healthRoutes(db));
   app.route('/', authRoutes(createAuthService({ db, tokens }), authenticated));
+  app.route('/', taskRoutes(createTaskService({ db, queue: createTaskQueue(boss) }), authenticated));
 
   let openApiDocument: ReturnType<typeof buildOpenApiDocument> | undefined;
   app.get('/openapi.json', (c) => c.json((openApiDocument ??= buildOpenApiDocument(app, API_INFO))));

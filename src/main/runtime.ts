@@ -5,6 +5,7 @@ import { createDb } from '../db/client.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
 import { createLogger, type Logger } from '../logger.js';
+import { declareQueues } from '../queue/task-queue.js';
 import { createBoss } from '../worker/boss.js';
 import { startWorker } from '../worker/worker.js';
 import { persistentDevelopmentSecret } from './dev-secret.js';
@@ -42,6 +43,7 @@ export async function run(mode: Mode): Promise<void> {
 
   const boss = createBoss(config.databaseUrl, logger, { supervise: mode !== 'api' });
   await boss.start();
+  await declareQueues(boss);
 
   const worker = mode === 'api' ? undefined : await startWorker({ db, boss, config, logger });
 
@@ -49,7 +51,7 @@ export async function run(mode: Mode): Promise<void> {
     mode === 'worker'
       ? undefined
       : await new Promise<ReturnType<typeof serve>>((resolve) => {
-          const app = createApp({ db, config, logger });
+          const app = createApp({ db, boss, config, logger });
           const listening = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info: AddressInfo) => {
             const host = info.address === '0.0.0.0' || info.address === '::' ? 'localhost' : info.address;
             logger.info('api listening', { url: `http://${host}:${info.port}`, docs: `http://${host}:${info.port}/docs` });
@@ -69,7 +71,8 @@ export async function run(mode: Mode): Promise<void> {
       ? new Promise<void>((resolve) => server.close(() => resolve()))
       : Promise.resolve();
     await worker?.stop(SHUTDOWN_GRACE_MS);
-    await boss.stop({ graceful: true, timeout: SHUTDOWN_GRACE_MS });
+    // Anything still running after the grace period is failed back to the queue for another worker.
+    await boss.stop({ graceful: true, timeout: 1_000 });
     await serverClosed;
     await db.destroy();
     logger.info('stopped');

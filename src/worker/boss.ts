@@ -16,6 +16,9 @@ export function createBoss(connectionString: string, logger: Logger, options: Bo
     application_name: 'autonomos-queue',
     max: 10,
     supervise: options.supervise,
+    // Frequent passes notice a crashed worker's expired or heartbeat-less jobs within seconds.
+    superviseIntervalSeconds: 5,
+    monitorIntervalSeconds: 5,
     schedule: false,
     migrate: true,
     useListenNotify: true,

@@ -1,26 +1,103 @@
-import type { PgBoss } from 'pg-boss';
+import type { JobResult, PgBoss } from 'pg-boss';
+import * as v from 'valibot';
+import { findAction } from '../actions/registry.js';
+import type { Action } from '../actions/action.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
+import type { TaskRow } from '../db/schema.js';
 import type { Logger } from '../logger.js';
+import { CALLBACK_QUEUE, createTaskQueue, TASK_QUEUE, type TaskJobData } from '../queue/task-queue.js';
+import { createCallbackSender } from '../tasks/callbacks.js';
+import { createTaskExecution } from '../tasks/task-execution.js';
+import { startCancelWatch } from './cancel-watch.js';
 import { startHeartbeat } from './heartbeat.js';
+import { createTaskRunner, TaskJobSchema } from './task-runner.js';
 
 export interface WorkerDeps {
   db: Db;
   boss: PgBoss;
   config: Config;
   logger: Logger;
+  /** Actions for kinds other than plain tasks (AOA), looked up by task. */
+  extraActions?: (task: TaskRow) => Action<any> | undefined;
 }
 
 export interface Worker {
-  /** Stops taking new jobs and waits up to `graceMs` for running ones. */
+  /** Stops fetching and waits up to `graceMs` for running tasks, then stops the heartbeat. */
   stop(graceMs: number): Promise<void>;
 }
 
+const TASKS_PER_FETCH = 4;
+/**
+ * A backstop poll for work that no NOTIFY announces: retries and scheduled tasks coming due, and
+ * jobs returned by expiry. Half a second keeps retries "exact to within a second".
+ */
+const DUE_WORK_POLL_SECONDS = 0.5;
+
 export async function startWorker(deps: WorkerDeps): Promise<Worker> {
-  const heartbeat = await startHeartbeat(deps.db, deps.logger);
-  deps.logger.info('worker started', { worker_id: heartbeat.workerId });
+  const { db, boss, config, logger } = deps;
+  const heartbeat = await startHeartbeat(db, logger);
+  const cancelWatch = startCancelWatch(db, logger);
+  const execution = createTaskExecution({ db, queue: createTaskQueue(boss), config });
+  const runTaskJob = createTaskRunner({
+    db,
+    config,
+    logger,
+    execution,
+    cancelWatch,
+    resolveAction: (task) =>
+      task.kind === 'task' ? findAction((task.payload as { action?: string }).action ?? '') : deps.extraActions?.(task),
+  });
+  const sendCallback = createCallbackSender({ db, config });
+
+  const pollOptions = {
+    pollingIntervalSeconds: DUE_WORK_POLL_SECONDS,
+    notifyPollingIntervalSeconds: DUE_WORK_POLL_SECONDS,
+  };
+  const queues = [TASK_QUEUE.task, TASK_QUEUE.aoa];
+  for (const queue of queues) {
+    await boss.work<TaskJobData>(
+      queue,
+      {
+        ...pollOptions,
+        batchSize: TASKS_PER_FETCH,
+        burstWhenBatchFull: true,
+        localConcurrency: config.workerConcurrency,
+        // Each delivery settles on its own: one that could not record its outcome is failed (and
+        // redelivered) without failing batch-mates that already scheduled their own retries.
+        perJobResults: true,
+      },
+      async (jobs) =>
+        Promise.all(
+          jobs.map(async (job): Promise<JobResult> => {
+            try {
+              await runTaskJob(job);
+              return { id: job.id, status: 'completed' };
+            } catch (error) {
+              logger.error('task delivery could not record its outcome', { job_id: job.id, error });
+              return { id: job.id, status: 'failed', output: { error: (error as Error).message } };
+            }
+          }),
+        ),
+    );
+  }
+  await boss.work<TaskJobData>(CALLBACK_QUEUE, { ...pollOptions, batchSize: 8, localConcurrency: 2 }, async (jobs) => {
+    await Promise.all(
+      jobs.map(async (job) => {
+        const data = v.safeParse(TaskJobSchema, job.data);
+        if (data.success) await sendCallback({ taskId: data.output.task_id, tenantId: data.output.tenant_id });
+      }),
+    );
+  });
+
+  logger.info('worker started', { worker_id: heartbeat.workerId, concurrency: config.workerConcurrency });
   return {
-    async stop() {
+    async stop(graceMs) {
+      const drained = Promise.all([...queues, CALLBACK_QUEUE].map((queue) => boss.offWork(queue, { wait: true })));
+      let graceTimer: NodeJS.Timeout | undefined;
+      await Promise.race([drained, new Promise((resolve) => (graceTimer = setTimeout(resolve, graceMs)))]);
+      clearTimeout(graceTimer);
+      cancelWatch.stop();
       await heartbeat.stop();
     },
   };

@@ -1,11 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
+import type { PgBoss } from 'pg-boss';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createDb, type Db } from '../../src/db/client.js';
 import { createApp } from '../../src/http/app.js';
 import { silentLogger } from '../../src/logger.js';
+import { declareQueues } from '../../src/queue/task-queue.js';
+import { createBoss } from '../../src/worker/boss.js';
+import { startWorker, type Worker } from '../../src/worker/worker.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
 export interface RequestOptions {
@@ -22,12 +26,15 @@ export interface TestResponse<T = any> {
 export interface TestApp {
   url: string;
   db: Db;
+  boss: PgBoss;
   config: Config;
   database: TestDatabase;
   request(method: string, path: string, init?: RequestOptions & { json?: unknown; body?: string | URLSearchParams }): Promise<TestResponse>;
   get(path: string, options?: RequestOptions): Promise<TestResponse>;
   post(path: string, json?: unknown, options?: RequestOptions): Promise<TestResponse>;
   delete(path: string, options?: RequestOptions): Promise<TestResponse>;
+  /** Starts an in-process worker (API and worker then share the process, as with `npm start`). */
+  startWorker(): Promise<Worker>;
   close(): Promise<void>;
 }
 
@@ -41,16 +48,23 @@ export function testConfig(databaseUrl: string, env: Record<string, string> = {}
   });
 }
 
-/** The real app on a real port against a database of its own. */
-export async function startTestApp(options: { env?: Record<string, string> } = {}): Promise<TestApp> {
+/**
+ * The real app on a real port against a database of its own, with a real pg-boss. With
+ * `worker: true` a worker runs in the same process.
+ */
+export async function startTestApp(options: { env?: Record<string, string>; worker?: boolean } = {}): Promise<TestApp> {
   const database = await createTestDatabase();
   const config = testConfig(database.url, options.env);
-  const db = createDb(database.url, { max: 5 });
-  const app = createApp({ db, config, logger: silentLogger });
+  const db = createDb(database.url, { max: 10 });
+  const boss = createBoss(database.url, silentLogger, { supervise: true });
+  await boss.start();
+  await declareQueues(boss);
+  const app = createApp({ db, boss, config, logger: silentLogger });
   const server = await new Promise<Server>((resolve) => {
     const listening = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(listening as Server));
   });
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const workers: Worker[] = [];
 
   const request: TestApp['request'] = async (method, path, init = {}) => {
     const headers: Record<string, string> = { ...init.headers };
@@ -67,20 +81,30 @@ export async function startTestApp(options: { env?: Record<string, string> } = {
     return { status: response.status, headers: response.headers, body: parsed };
   };
 
-  return {
+  const testApp: TestApp = {
     url,
     db,
+    boss,
     config,
     database,
     request,
     get: (path, opts) => request('GET', path, opts),
     post: (path, json, opts) => request('POST', path, { ...opts, json }),
     delete: (path, opts) => request('DELETE', path, opts),
+    async startWorker() {
+      const worker = await startWorker({ db, boss, config, logger: silentLogger });
+      workers.push(worker);
+      return worker;
+    },
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const worker of workers) await worker.stop(5_000);
+      await boss.stop({ graceful: false });
       await db.destroy();
       await database.drop();
     },
   };
+  if (options.worker) await testApp.startWorker();
+  return testApp;
 }

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { createDb } from '../../src/db/client.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
+import { declareQueues } from '../../src/queue/task-queue.js';
 import { BOSS_SCHEMA } from '../../src/worker/boss.js';
 
 /** The server the tests create their databases on; the suite needs CREATE DATABASE rights. */
@@ -51,6 +52,7 @@ async function buildTemplate(client: pg.Client, name: string): Promise<void> {
   const boss = new PgBoss({ connectionString: url, schema: BOSS_SCHEMA, supervise: false, schedule: false });
   boss.on('error', () => {});
   await boss.start();
+  await declareQueues(boss);
   await boss.stop({ graceful: false });
   await client.query(`alter database ${building} rename to ${name}`);
 }

@@ -1,0 +1,85 @@
+import { fromKysely, type JobAttempt, type PgBoss } from 'pg-boss';
+import type { Transaction } from 'kysely';
+import type { Database, TaskKind, TaskRow } from '../db/schema.js';
+
+/** One pg-boss queue per task kind; AOA jobs are exclusive per tenant (issue 4). */
+export const TASK_QUEUE: Record<TaskKind, string> = { task: 'tasks', aoa: 'aoa' };
+export const CALLBACK_QUEUE = 'task-callbacks';
+
+/** A crashed worker's job is noticed once its heartbeat is this old. pg-boss's minimum. */
+export const JOB_HEARTBEAT_SECONDS = 10;
+/** Past its own timeout an attempt gets this long to record its failure before pg-boss expires it. */
+const EXPIRY_MARGIN_SECONDS = 5;
+/** Bound for attempts without a timeout; their actions carry their own HTTP timeouts well below it. */
+const UNBOUNDED_ATTEMPT_EXPIRY_SECONDS = 15 * 60;
+
+export interface TaskJobData {
+  task_id: string;
+  tenant_id: string;
+}
+
+type Trx = Transaction<Database>;
+
+/**
+ * pg-boss retries are only the transport for our own schedule. Each failed attempt uses one
+ * (fail + rescheduled start), and an attempt lost with its worker uses one more to be noticed;
+ * the limit leaves room for both so a job always returns while its task still has a decision to make.
+ */
+function deliveryLimit(maxRetries: number): number {
+  return 2 * (maxRetries + 1);
+}
+
+export async function declareQueues(boss: PgBoss): Promise<void> {
+  // Partitioned: each queue gets its own job table, so a large backlog of one never slows the
+  // planner's view of another (and a freshly bulk-filled queue avoids the nested-loop plan).
+  await boss.createQueue(TASK_QUEUE.task, { policy: 'standard', notify: true, partition: true });
+  await boss.createQueue(TASK_QUEUE.aoa, { policy: 'exclusive', notify: true, partition: true });
+  // Callbacks are sent once: a failure is logged, never retried (the reference's contract).
+  await boss.createQueue(CALLBACK_QUEUE, { policy: 'standard', notify: true, retryLimit: 0 });
+}
+
+/** The job operations that must commit with a task's state change; each takes the caller's transaction. */
+export interface TaskQueue {
+  /** Enqueues the task's job (id = task id). Returns false when an exclusive slot is taken. */
+  enqueue(trx: Trx, task: TaskRow): Promise<boolean>;
+  cancel(trx: Trx, task: TaskRow): Promise<void>;
+  /** Ends the current delivery as failed and holds the job back until `runAt`. */
+  retryAt(trx: Trx, task: TaskRow, attempt: JobAttempt, runAt: Date, error: string): Promise<void>;
+  enqueueCallback(trx: Trx, task: TaskRow): Promise<void>;
+}
+
+export function createTaskQueue(boss: PgBoss): TaskQueue {
+  return {
+    async enqueue(trx, task) {
+      const data: TaskJobData = { task_id: task.id, tenant_id: task.tenant_id };
+      const jobId = await boss.send(TASK_QUEUE[task.kind], data, {
+        db: fromKysely(trx),
+        id: task.id,
+        ...(task.scheduled_for ? { startAfter: task.scheduled_for } : {}),
+        ...(task.kind === 'aoa' ? { singletonKey: task.tenant_id } : {}),
+        retryLimit: deliveryLimit(task.max_retries),
+        retryDelay: 0,
+        heartbeatSeconds: JOB_HEARTBEAT_SECONDS,
+        expireInSeconds: task.timeout_seconds ? task.timeout_seconds + EXPIRY_MARGIN_SECONDS : UNBOUNDED_ATTEMPT_EXPIRY_SECONDS,
+      });
+      return jobId !== null;
+    },
+
+    async cancel(trx, task) {
+      await boss.cancel(TASK_QUEUE[task.kind], task.id, { db: fromKysely(trx) });
+    },
+
+    async retryAt(trx, task, attempt, runAt, error) {
+      const db = fromKysely(trx);
+      const queue = TASK_QUEUE[task.kind];
+      // fail() then update() keeps the same job (and, for AOA, its exclusive slot) with our delay.
+      await boss.fail(queue, attempt, { error }, { db });
+      await boss.update(queue, undefined, { id: task.id, startAfter: runAt, db });
+    },
+
+    async enqueueCallback(trx, task) {
+      const data: TaskJobData = { task_id: task.id, tenant_id: task.tenant_id };
+      await boss.send(CALLBACK_QUEUE, data, { db: fromKysely(trx) });
+    },
+  };
+}

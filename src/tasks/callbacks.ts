@@ -1,0 +1,47 @@
+import { FetchError, ofetch } from 'ofetch';
+import type { Config } from '../config.js';
+import type { Db } from '../db/client.js';
+import { assertPublicDestination, NonPublicDestinationError } from '../lib/public-address.js';
+import { audit } from './audit-messages.js';
+import { toTaskOut } from './task-json.js';
+import { taskStore } from './tasks.repository.js';
+
+/**
+ * Posts a finished task's JSON to its callback URL, once. Every step is audited; the outcome never
+ * changes the task.
+ */
+export function createCallbackSender(deps: { db: Db; config: Config }) {
+  const { db, config } = deps;
+  return async function sendCallback(target: { taskId: string; tenantId: string }): Promise<void> {
+    const store = taskStore(db, target.tenantId);
+    const task = await store.find(target.taskId);
+    if (!task?.callback_url) return;
+    const url = task.callback_url;
+    await store.audit(task.id, audit.callbackAttempt(url));
+    try {
+      if (!config.callbackAllowPrivateNetworks) await assertPublicDestination(url);
+      const response = await ofetch.raw(url, {
+        method: 'POST',
+        body: toTaskOut(task),
+        timeout: config.callbackTimeoutSeconds * 1000,
+        retry: 0,
+        // A redirect could lead anywhere, including to addresses the check above refused.
+        redirect: 'manual',
+        responseType: 'text',
+      });
+      await store.audit(task.id, audit.callbackSent(response.status));
+    } catch (error) {
+      if (error instanceof NonPublicDestinationError) {
+        await store.audit(task.id, audit.callbackRefused(url, `${error.message}; set CALLBACK_ALLOW_PRIVATE_NETWORKS=true to allow it`));
+        return;
+      }
+      const reason =
+        error instanceof FetchError && error.statusCode
+          ? `receiver answered with status ${error.statusCode}`
+          : (error as Error).name === 'TimeoutError' || /aborted|timeout/i.test((error as Error).message)
+            ? `no answer within ${config.callbackTimeoutSeconds} s`
+            : (error as Error).message;
+      await store.audit(task.id, audit.callbackFailed(reason));
+    }
+  };
+}

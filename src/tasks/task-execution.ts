@@ -1,0 +1,114 @@
+import type { JobAttempt } from 'pg-boss';
+import type { ActionOutcome } from '../actions/action.js';
+import type { Config } from '../config.js';
+import type { Db } from '../db/client.js';
+import type { TaskRow } from '../db/schema.js';
+import type { TaskQueue } from '../queue/task-queue.js';
+import { audit } from './audit-messages.js';
+import { taskStore } from './tasks.repository.js';
+import type { TaskBody } from './tasks.schemas.js';
+import { insertTask } from './tasks.service.js';
+
+/** One delivery of a task's job: which task, and which pg-boss attempt carries it. */
+export interface Delivery {
+  taskId: string;
+  tenantId: string;
+  attempt: JobAttempt;
+}
+
+export type Begin =
+  | { run: true; task: TaskRow }
+  | { run: false; reason: 'missing' | 'finished' | 'held elsewhere' | 'lost attempt recorded' | 'not claimable' };
+
+export const LOST_ATTEMPT_ERROR = 'The worker running this attempt stopped before it finished';
+
+/**
+ * The worker's side of the task lifecycle. Every transition is guarded in SQL and commits with
+ * its audit entries and the jobs that follow from it, so a job delivered twice, or finishing
+ * after a cancel, changes nothing.
+ */
+export function createTaskExecution(deps: { db: Db; queue: TaskQueue; config: Config }) {
+  const { db, queue, config } = deps;
+
+  /** Records a failed attempt: a retry on the configured schedule while retries remain, else final failure. */
+  async function fail(delivery: Delivery, heldBy: number, error: string): Promise<void> {
+    await db.transaction().execute(async (trx) => {
+      const store = taskStore(trx, delivery.tenantId);
+      const task = await store.findForUpdate(delivery.taskId);
+      if (!task || task.status !== 'in_progress' || task.claimed_delivery !== heldBy) return;
+      await store.audit(task.id, audit.failed(error));
+      if (task.retry_count < task.max_retries) {
+        const delays = config.retryDelaysSeconds;
+        const delaySeconds = delays[Math.min(task.retry_count, delays.length - 1)] ?? 0;
+        const retry = await store.requeueForRetry(task.id, heldBy, {
+          retryCount: task.retry_count + 1,
+          delaySeconds,
+          result: { error },
+        });
+        await store.audit(task.id, audit.retryScheduled(task.retry_count + 1, task.max_retries));
+        await queue.retryAt(trx, task, delivery.attempt, retry!.scheduled_for!, error);
+        return;
+      }
+      const failed = await store.finish(task.id, heldBy, { status: 'failed', result: { error } });
+      await store.audit(task.id, audit.permanentlyFailed);
+      if (failed!.callback_url) await queue.enqueueCallback(trx, failed!);
+    });
+  }
+
+  return {
+    /**
+     * Claims the task for this delivery. A task still `in_progress` under an earlier delivery
+     * lost its worker (pg-boss only redelivers an active job after its heartbeat or expiry
+     * lapsed): that attempt is recorded as failed and retried or failed for good.
+     */
+    async begin(delivery: Delivery): Promise<Begin> {
+      const store = taskStore(db, delivery.tenantId);
+      const task = await store.find(delivery.taskId);
+      if (!task) return { run: false, reason: 'missing' };
+      const thisDelivery = delivery.attempt.retryCount;
+      if (task.status === 'in_progress') {
+        if (task.claimed_delivery !== null && task.claimed_delivery >= thisDelivery) return { run: false, reason: 'held elsewhere' };
+        await fail(delivery, task.claimed_delivery ?? -1, LOST_ATTEMPT_ERROR);
+        return { run: false, reason: 'lost attempt recorded' };
+      }
+      if (task.status !== 'queued') return { run: false, reason: 'finished' };
+      const claimed = await db.transaction().execute(async (trx) => {
+        const trxStore = taskStore(trx, delivery.tenantId);
+        const row = await trxStore.claim(delivery.taskId, thisDelivery);
+        if (row) await trxStore.audit(row.id, audit.started);
+        return row;
+      });
+      return claimed ? { run: true, task: claimed } : { run: false, reason: 'not claimable' };
+    },
+
+    /** in_progress → success, with the chained task created and enqueued in the same transaction. */
+    async succeed(delivery: Delivery, outcome: ActionOutcome): Promise<void> {
+      await db.transaction().execute(async (trx) => {
+        const store = taskStore(trx, delivery.tenantId);
+        const done = await store.finish(delivery.taskId, delivery.attempt.retryCount, { status: 'success', result: outcome.result });
+        if (!done) return;
+        await store.audit(done.id, ...outcome.audit);
+        let finished = done;
+        if (done.on_success_next_task) {
+          await store.audit(done.id, audit.chaining);
+          const next = await insertTask(trx, store, queue, done.on_success_next_task as TaskBody, {
+            kind: 'task',
+            createdBy: done.created_by,
+            parentId: done.id,
+          });
+          if (!next) throw new Error('The task queue refused a chained job');
+          finished = await store.setNextTask(done.id, next.id);
+          await store.audit(done.id, audit.chained(next.id));
+        }
+        if (finished.callback_url) await queue.enqueueCallback(trx, finished);
+      });
+    },
+
+    /** Records this delivery's attempt as failed. */
+    async fail(delivery: Delivery, error: string): Promise<void> {
+      await fail(delivery, delivery.attempt.retryCount, error);
+    },
+  };
+}
+
+export type TaskExecution = ReturnType<typeof createTaskExecution>;

@@ -1,0 +1,126 @@
+import * as v from 'valibot';
+import { PayloadSchema } from '../actions/registry.js';
+
+/** How deep `on_success_next_task` may nest: a chain of at most this many follow-up tasks. */
+export const MAX_CHAIN_DEPTH = 25;
+export const MAX_DELAY_SECONDS = 365 * 24 * 60 * 60;
+/** A `run_at` this far in the past is a mistake, not clock skew. */
+const RUN_AT_PAST_TOLERANCE_MS = 60_000;
+
+const CallbackUrl = v.pipe(
+  v.string('callback_url must be a string'),
+  v.trim(),
+  v.maxLength(2048, 'callback_url must be at most 2048 characters'),
+  v.url('callback_url must be an absolute URL'),
+  v.check((value) => /^https?:$/.test(new URL(value).protocol), 'callback_url must use http or https'),
+);
+
+const MaxRetries = v.pipe(
+  v.number('max_retries must be an integer'),
+  v.integer('max_retries must be an integer'),
+  v.minValue(0, 'max_retries must be between 0 and 10'),
+  v.maxValue(10, 'max_retries must be between 0 and 10'),
+);
+
+const TimeoutSeconds = v.pipe(
+  v.number('timeout_seconds must be an integer'),
+  v.integer('timeout_seconds must be an integer'),
+  v.minValue(1, 'timeout_seconds must be between 1 and 86400'),
+  v.maxValue(86_400, 'timeout_seconds must be between 1 and 86400'),
+);
+
+const DelaySeconds = v.pipe(
+  v.number('delay_seconds must be an integer'),
+  v.integer('delay_seconds must be an integer'),
+  v.minValue(0, 'delay_seconds must not be negative'),
+  v.maxValue(MAX_DELAY_SECONDS, `delay_seconds must be at most ${MAX_DELAY_SECONDS}`),
+);
+
+const RunAt = v.pipe(
+  v.string('run_at must be an ISO 8601 timestamp'),
+  v.isoTimestamp('run_at must be an ISO 8601 timestamp with a time zone, e.g. 2030-01-01T12:00:00Z'),
+  v.check((value) => Date.parse(value) > Date.now() - RUN_AT_PAST_TOLERANCE_MS, 'run_at must not be in the past'),
+  v.check((value) => Date.parse(value) < Date.now() + MAX_DELAY_SECONDS * 1000, 'run_at must be within a year'),
+);
+
+export interface TaskBody {
+  payload: v.InferOutput<typeof PayloadSchema>;
+  callback_url?: string | null | undefined;
+  max_retries?: number | undefined;
+  timeout_seconds?: number | null | undefined;
+  on_success_next_task?: TaskBody | null | undefined;
+  delay_seconds?: number | undefined;
+  run_at?: string | undefined;
+}
+
+/** A task to create: the request body of POST /api/v1/tasks and, recursively, each chained task. */
+export const TaskBody: v.GenericSchema<unknown, TaskBody> = v.pipe(
+  v.object(
+    {
+      payload: PayloadSchema,
+      callback_url: v.optional(v.nullable(CallbackUrl)),
+      max_retries: v.optional(MaxRetries),
+      timeout_seconds: v.optional(v.nullable(TimeoutSeconds)),
+      on_success_next_task: v.optional(v.nullable(v.lazy(() => TaskBody))),
+      delay_seconds: v.optional(DelaySeconds),
+      run_at: v.optional(RunAt),
+    },
+    'A task must be a JSON object',
+  ),
+  v.check((task) => task.delay_seconds === undefined || task.run_at === undefined, 'Give either delay_seconds or run_at, not both'),
+);
+
+/** Depth of a chain counted in follow-up tasks; checked before validation so nesting cannot exhaust the stack. */
+export function chainDepth(body: unknown): number {
+  let depth = 0;
+  let current = body;
+  while (typeof current === 'object' && current !== null && 'on_success_next_task' in current) {
+    current = (current as { on_success_next_task: unknown }).on_success_next_task;
+    if (current === null || current === undefined) break;
+    depth += 1;
+    if (depth > MAX_CHAIN_DEPTH) break;
+  }
+  return depth;
+}
+
+const Timestamp = v.nullable(v.pipe(v.string(), v.isoTimestamp()));
+
+export const TaskOut = v.object({
+  id: v.pipe(v.string(), v.uuid()),
+  kind: v.picklist(['task', 'aoa']),
+  status: v.picklist(['queued', 'in_progress', 'success', 'failed', 'canceled']),
+  payload: v.record(v.string(), v.unknown()),
+  result: v.nullable(v.record(v.string(), v.unknown())),
+  callback_url: v.nullable(v.string()),
+  retry_count: v.number(),
+  max_retries: v.number(),
+  timeout_seconds: v.nullable(v.number()),
+  on_success_next_task: v.nullable(v.record(v.string(), v.unknown())),
+  next_task_id: v.nullable(v.pipe(v.string(), v.uuid())),
+  scheduled_for: Timestamp,
+  started_at: Timestamp,
+  finished_at: Timestamp,
+  created_at: v.pipe(v.string(), v.isoTimestamp()),
+  updated_at: v.pipe(v.string(), v.isoTimestamp()),
+});
+export type TaskOut = v.InferOutput<typeof TaskOut>;
+
+export const TaskLogOut = v.object({
+  id: v.pipe(v.string(), v.uuid()),
+  task_id: v.pipe(v.string(), v.uuid()),
+  tenant_id: v.pipe(v.string(), v.uuid()),
+  timestamp: v.pipe(v.string(), v.isoTimestamp()),
+  message: v.string(),
+});
+export const TaskLogsOut = v.array(TaskLogOut);
+export type TaskLogOut = v.InferOutput<typeof TaskLogOut>;
+
+/** The request body: the chain depth is checked before the recursive schema runs. */
+export const CreateTaskBody = v.pipe(
+  v.unknown(),
+  v.check(
+    (value) => chainDepth(value) <= MAX_CHAIN_DEPTH,
+    `on_success_next_task may nest at most ${MAX_CHAIN_DEPTH} follow-up tasks`,
+  ),
+  TaskBody,
+);

@@ -1,0 +1,236 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ConfigError, loadConfig, MIN_SECRET_LENGTH } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
+
+// Unit tests: no database, no server. loadConfig takes the environment as an argument.
+
+const STRONG = 's'.repeat(40);
+const OTHER_STRONG = 'j'.repeat(48);
+
+function configError(env: NodeJS.ProcessEnv, options?: Parameters<typeof loadConfig>[1]): ConfigError {
+  try {
+    loadConfig(env, options);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail(`loadConfig(${JSON.stringify(env)}) did not throw`);
+}
+
+describe('secrets', () => {
+  test('production without SECRET_KEY stops with a message naming SECRET_KEY', () => {
+    const error = configError({ NODE_ENV: 'production' });
+    assert.match(error.message, /SECRET_KEY/);
+    assert.equal(error.name, 'ConfigError');
+    // The development fallback is never used outside development.
+    const withFallback = configError({ NODE_ENV: 'production' }, { developmentSecret: () => STRONG });
+    assert.match(withFallback.message, /SECRET_KEY/);
+    const inTests = configError({ NODE_ENV: 'test' }, { developmentSecret: () => STRONG });
+    assert.match(inTests.message, /SECRET_KEY/);
+  });
+
+  test('a secret shorter than 32 characters stops start-up naming the variable', () => {
+    const weak = 'w'.repeat(MIN_SECRET_LENGTH - 1);
+    assert.equal(weak.length, 31);
+    const secretKey = configError({ NODE_ENV: 'production', SECRET_KEY: weak });
+    assert.match(secretKey.message, /\bSECRET_KEY\b/);
+    assert.doesNotMatch(secretKey.message, /JWT_SECRET_KEY/);
+
+    const jwtKey = configError({ NODE_ENV: 'production', SECRET_KEY: STRONG, JWT_SECRET_KEY: weak });
+    assert.match(jwtKey.message, /JWT_SECRET_KEY/);
+    // The message never repeats the secret itself.
+    for (const error of [secretKey, jwtKey]) assert.ok(!error.message.includes(weak));
+
+    assert.equal(loadConfig({ NODE_ENV: 'production', SECRET_KEY: 'x'.repeat(MIN_SECRET_LENGTH) }).jwtSecret.length, 32);
+  });
+
+  test('JWT_SECRET_KEY is used when set and falls back to SECRET_KEY', () => {
+    assert.equal(loadConfig({ NODE_ENV: 'production', SECRET_KEY: STRONG }).jwtSecret, STRONG);
+    assert.equal(loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: OTHER_STRONG }).jwtSecret, OTHER_STRONG);
+    assert.equal(loadConfig({ NODE_ENV: 'production', SECRET_KEY: STRONG, JWT_SECRET_KEY: OTHER_STRONG }).jwtSecret, OTHER_STRONG);
+    // An empty JWT_SECRET_KEY (as an .env file leaves it) counts as unset.
+    assert.equal(loadConfig({ NODE_ENV: 'production', SECRET_KEY: STRONG, JWT_SECRET_KEY: '' }).jwtSecret, STRONG);
+  });
+
+  test('development uses the developmentSecret option when no secret is set', () => {
+    let calls = 0;
+    const generated = 'd'.repeat(64);
+    const config = loadConfig({ NODE_ENV: 'development' }, { developmentSecret: () => (calls++, generated) });
+    assert.equal(config.env, 'development');
+    assert.equal(config.jwtSecret, generated);
+    assert.equal(calls, 1);
+    // NODE_ENV defaults to development.
+    assert.equal(loadConfig({}, { developmentSecret: () => generated }).jwtSecret, generated);
+    // A configured secret wins, and the fallback is not even asked.
+    const configured = loadConfig({ NODE_ENV: 'development', SECRET_KEY: STRONG }, { developmentSecret: () => assert.fail('not called') });
+    assert.equal(configured.jwtSecret, STRONG);
+    // Without the option, development still refuses to run with no secret at all.
+    assert.match(configError({ NODE_ENV: 'development' }).message, /SECRET_KEY/);
+  });
+});
+
+describe('values', () => {
+  test('defaults', () => {
+    const config = loadConfig({ NODE_ENV: 'production', SECRET_KEY: STRONG });
+    assert.equal(config.port, 5000);
+    assert.equal(config.host, '0.0.0.0');
+    assert.equal(config.jwtExpireMinutes, 30);
+    assert.deepEqual(config.retryDelaysSeconds, [10, 30, 60]);
+    assert.equal(config.callbackTimeoutSeconds, 10);
+    assert.equal(config.callbackAllowPrivateNetworks, false);
+    assert.equal(config.maxBodyBytes, 1_048_576);
+    assert.deepEqual(config.allowedWebOrigins, []);
+    assert.equal(config.slackWebhookUrl, undefined);
+    assert.equal(config.legacyDclBaseUrl, undefined);
+    assert.equal(config.databaseUrl, '');
+    assert.ok(Object.isFrozen(config));
+  });
+
+  test('every variable is read', () => {
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      SECRET_KEY: STRONG,
+      HOST: '127.0.0.1',
+      PORT: '8080',
+      DATABASE_URL: 'postgres://u@db:5432/app',
+      JWT_EXPIRE_MINUTES: '15',
+      SLACK_WEBHOOK_URL: 'https://hooks.slack.com/services/T/B/X',
+      LEGACY_DCL_BASE_URL: 'https://dcl.example.com/',
+      RETRY_DELAYS_SECONDS: ' 1, 2 ,3 ',
+      CALLBACK_TIMEOUT_SECONDS: '5',
+      CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true',
+      MAX_BODY_BYTES: '2048',
+    });
+    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.port, 8080);
+    assert.equal(config.databaseUrl, 'postgres://u@db:5432/app');
+    assert.equal(config.jwtExpireMinutes, 15);
+    assert.equal(config.slackWebhookUrl, 'https://hooks.slack.com/services/T/B/X');
+    assert.equal(config.legacyDclBaseUrl, 'https://dcl.example.com');
+    assert.deepEqual(config.retryDelaysSeconds, [1, 2, 3]);
+    assert.equal(config.callbackTimeoutSeconds, 5);
+    assert.equal(config.callbackAllowPrivateNetworks, true);
+    assert.equal(config.maxBodyBytes, 2048);
+  });
+
+  test('ALLOWED_WEB_ORIGIN is a comma-separated list', () => {
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      SECRET_KEY: STRONG,
+      ALLOWED_WEB_ORIGIN: 'https://a.example.com, https://b.example.com/ ,,http://localhost:3000',
+    });
+    assert.deepEqual([...config.allowedWebOrigins], ['https://a.example.com', 'https://b.example.com', 'http://localhost:3000']);
+    assert.deepEqual(loadConfig({ NODE_ENV: 'production', SECRET_KEY: STRONG, ALLOWED_WEB_ORIGIN: 'https://one.example.com' }).allowedWebOrigins, [
+      'https://one.example.com',
+    ]);
+    assert.deepEqual(loadConfig({ NODE_ENV: 'production', SECRET_KEY: STRONG, ALLOWED_WEB_ORIGIN: ' ' }).allowedWebOrigins, []);
+  });
+
+  test('an invalid PORT is refused naming PORT', () => {
+    for (const port of ['abc', '0', '65536', '-1', '80.5', '']) {
+      const error = configError({ NODE_ENV: 'production', SECRET_KEY: STRONG, PORT: port });
+      assert.match(error.message, /\bPORT\b/, `PORT=${JSON.stringify(port)}: ${error.message}`);
+    }
+  });
+
+  test('other invalid values are refused naming their variable', () => {
+    const cases: [string, string][] = [
+      ['JWT_EXPIRE_MINUTES', '0'],
+      ['JWT_EXPIRE_MINUTES', 'thirty'],
+      ['RETRY_DELAYS_SECONDS', '10,,30'],
+      ['RETRY_DELAYS_SECONDS', '10s'],
+      ['CALLBACK_TIMEOUT_SECONDS', '-5'],
+      ['CALLBACK_ALLOW_PRIVATE_NETWORKS', 'maybe'],
+      ['MAX_BODY_BYTES', '1mb'],
+      ['SLACK_WEBHOOK_URL', 'not a url'],
+      ['NODE_ENV', 'staging'],
+    ];
+    for (const [variable, value] of cases) {
+      const error = configError({ NODE_ENV: 'production', SECRET_KEY: STRONG, [variable]: value });
+      assert.match(error.message, new RegExp(`\\b${variable}\\b`), `${variable}=${value}: ${error.message}`);
+    }
+  });
+
+  test('boolean flags accept the usual spellings', () => {
+    for (const [value, expected] of [
+      ['true', true],
+      ['TRUE', true],
+      ['1', true],
+      ['yes', true],
+      ['false', false],
+      ['0', false],
+      ['no', false],
+    ] as const) {
+      const config = loadConfig({ NODE_ENV: 'production', SECRET_KEY: STRONG, CALLBACK_ALLOW_PRIVATE_NETWORKS: value });
+      assert.equal(config.callbackAllowPrivateNetworks, expected, value);
+    }
+  });
+});
+
+describe('logger', () => {
+  function capture() {
+    const lines: string[] = [];
+    return { lines, logger: createLogger({ write: (line) => void lines.push(line) }) };
+  }
+
+  test('writes one JSON line per event with time, level, msg and fields', () => {
+    const { lines, logger } = capture();
+    logger.info('hello', { request_id: 'r1', count: 2 });
+    logger.child({ tenant_id: 't1' }).warn('careful');
+    assert.equal(lines.length, 2);
+    for (const line of lines) assert.ok(line.endsWith('\n') && !line.slice(0, -1).includes('\n'));
+    const [first, second] = lines.map((line) => JSON.parse(line));
+    assert.equal(first.level, 'info');
+    assert.equal(first.msg, 'hello');
+    assert.equal(first.request_id, 'r1');
+    assert.equal(first.count, 2);
+    assert.ok(!Number.isNaN(Date.parse(first.time)));
+    assert.equal(second.level, 'warn');
+    assert.equal(second.tenant_id, 't1');
+  });
+
+  test('redacts password, token, secret and authorization keys, however deep', () => {
+    const { lines, logger } = capture();
+    const secrets = {
+      password: 'hunter2-password',
+      hashed_password: '$argon2id$v=19$m=19456,t=2,p=1$abc',
+      access_token: 'eyJhbGciOiJIUzI1NiJ9.payload.sig',
+      token: 'raw-token-value',
+      secret: 'top-secret-value',
+      SECRET_KEY: 'env-secret-key-value',
+      jwtSecret: 'jwt-secret-value',
+      authorization: 'Bearer header-token-value',
+      Authorization: 'Bearer other-header-value',
+    };
+    logger.info('event', { ...secrets, nested: { deeper: { ...secrets } }, list: [{ password: 'in-a-list-password' }], user: 'alice' });
+    logger.child({ token: 'child-token-value' }).error('child event', { headers: { authorization: 'Bearer child-auth' } });
+    const output = lines.join('');
+    for (const value of [...Object.values(secrets), 'in-a-list-password', 'child-token-value', 'Bearer child-auth']) {
+      assert.ok(!output.includes(value), `${value} leaked: ${output}`);
+    }
+    const record = JSON.parse(lines[0]!);
+    assert.equal(record.password, '[redacted]');
+    assert.equal(record.access_token, '[redacted]');
+    assert.equal(record.nested.deeper.authorization, '[redacted]');
+    assert.equal(record.user, 'alice', 'other fields are kept');
+  });
+
+  test('errors are logged by name and message, causes included', () => {
+    const { lines, logger } = capture();
+    logger.error('failed', { error: new Error('outer', { cause: new Error('inner cause') }) });
+    const record = JSON.parse(lines[0]!);
+    assert.equal(record.error.message, 'outer');
+    assert.equal(record.error.cause.message, 'inner cause');
+  });
+
+  test('levels below the threshold are dropped', () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'warn', write: (line) => void lines.push(line) });
+    logger.debug('no');
+    logger.info('no');
+    logger.warn('yes');
+    logger.error('yes');
+    assert.deepEqual(lines.map((line) => JSON.parse(line).msg), ['yes', 'yes']);
+  });
+});

@@ -1,0 +1,75 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  headers: IncomingMessage['headers'];
+  body: any;
+  receivedAt: number;
+  /** Set when the client went away before the answer (e.g. an aborted call). */
+  aborted: boolean;
+}
+
+export type Reply =
+  | { status: number; body?: unknown; delayMs?: number }
+  /** Never answers (until the client gives up or the server closes). */
+  | { hang: true };
+
+export interface FakeServer {
+  url: string;
+  requests: RecordedRequest[];
+  /** Decides the reply to each request; replace it between tests. */
+  reply: (request: RecordedRequest) => Reply;
+  close(): Promise<void>;
+}
+
+/**
+ * A local HTTP server standing in for Slack, the Legacy DCL backend or a callback receiver. It
+ * records every request (JSON bodies parsed) and answers as `reply` says.
+ */
+export async function startFakeServer(reply: FakeServer['reply'] = () => ({ status: 200, body: 'ok' })): Promise<FakeServer> {
+  const fake: FakeServer = { url: '', requests: [], reply, close: async () => {} };
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      let body: unknown = text;
+      try {
+        body = text ? JSON.parse(text) : undefined;
+      } catch {
+        // Not JSON: keep the text.
+      }
+      const recorded: RecordedRequest = {
+        method: req.method ?? '',
+        path: req.url ?? '',
+        headers: req.headers,
+        body,
+        receivedAt: Date.now(),
+        aborted: false,
+      };
+      fake.requests.push(recorded);
+      res.on('close', () => {
+        if (!res.writableFinished) recorded.aborted = true;
+      });
+      const answer = fake.reply(recorded);
+      if ('hang' in answer) return;
+      const send = () => {
+        if (res.destroyed) return;
+        const payload = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body ?? {});
+        res.writeHead(answer.status, { 'Content-Type': typeof answer.body === 'string' ? 'text/plain' : 'application/json' });
+        res.end(payload);
+      };
+      if (answer.delayMs) setTimeout(send, answer.delayMs);
+      else send();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  fake.close = async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return fake;
+}
