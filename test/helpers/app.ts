@@ -35,6 +35,8 @@ export interface TestApp {
   delete(path: string, options?: RequestOptions): Promise<TestResponse>;
   /** Starts an in-process worker (API and worker then share the process, as with `npm start`). */
   startWorker(): Promise<Worker>;
+  /** Stops the in-process workers started so far (running tasks finish first). */
+  stopWorkers(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -96,10 +98,13 @@ export async function startTestApp(options: { env?: Record<string, string>; work
       workers.push(worker);
       return worker;
     },
+    async stopWorkers() {
+      for (const worker of workers.splice(0)) await worker.stop(5_000);
+    },
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const worker of workers) await worker.stop(5_000);
+      await testApp.stopWorkers();
       await boss.stop({ graceful: false });
       await db.destroy();
       await database.drop();
