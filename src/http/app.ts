@@ -1,6 +1,5 @@
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
@@ -17,6 +16,7 @@ import { createTaskQueue } from '../queue/task-queue.js';
 import { taskRoutes } from '../tasks/tasks.routes.js';
 import { createTaskService } from '../tasks/tasks.service.js';
 import type { PgBoss } from 'pg-boss';
+import { corsForOrigins } from './cors.js';
 import { requestContext } from './middleware.js';
 import { buildOpenApiDocument, redocHtml, swaggerUiHtml } from './openapi.js';
 import type { AppEnv } from './types.js';
@@ -42,16 +42,7 @@ export function createApp(deps: AppDeps) {
 
   const app = new Hono<AppEnv>();
   app.use(requestContext(logger));
-  app.use(
-    cors({
-      origin: (origin) => (config.allowedWebOrigins.includes(origin) ? origin : null),
-      credentials: true,
-      allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
-      allowHeaders: ['Authorization', 'Content-Type', 'X-Request-ID'],
-      exposeHeaders: ['X-Request-ID'],
-      maxAge: 600,
-    }),
-  );
+  app.use(corsForOrigins(config.allowedWebOrigins));
   app.use(methodNotAllowed({ app, onMethodNotAllowed: (c, methods) => c.json({ detail: 'Method Not Allowed' }, 405, { Allow: methods.join(', ') }) }));
   app.use(
     bodyLimit({

@@ -14,6 +14,7 @@ export type Mode = 'api' | 'worker' | 'all';
 
 /** How long running tasks get to finish after SIGTERM before they are failed back to the queue. */
 const SHUTDOWN_GRACE_MS = 25_000;
+const REPEATED_SIGNAL_MS = 2_000;
 
 function loadConfigOrExit(logger: Logger): Config {
   try {
@@ -59,13 +60,16 @@ export async function run(mode: Mode): Promise<void> {
           });
         });
 
-  let stopping = false;
+  let stoppingSince: number | undefined;
   const shutdown = async (signal: string) => {
-    if (stopping) {
+    if (stoppingSince !== undefined) {
+      // Under npm/tsx the same signal can arrive twice (to the group and relayed): only a
+      // deliberate second signal, later, cuts the grace period short.
+      if (Date.now() - stoppingSince < REPEATED_SIGNAL_MS) return;
       logger.warn('second signal: exiting now', { signal });
       process.exit(1);
     }
-    stopping = true;
+    stoppingSince = Date.now();
     logger.info('shutting down', { signal });
     const serverClosed = server
       ? new Promise<void>((resolve) => server.close(() => resolve()))

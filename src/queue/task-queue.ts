@@ -12,6 +12,8 @@ export const JOB_HEARTBEAT_SECONDS = 10;
 const EXPIRY_MARGIN_SECONDS = 5;
 /** Bound for attempts without a timeout; their actions carry their own HTTP timeouts well below it. */
 const UNBOUNDED_ATTEMPT_EXPIRY_SECONDS = 15 * 60;
+/** pg-boss refuses an expiration over 24 hours, and timeout_seconds may be 86400 itself. */
+const MAX_EXPIRY_SECONDS = 24 * 60 * 60;
 
 export interface TaskJobData {
   task_id: string;
@@ -60,7 +62,9 @@ export function createTaskQueue(boss: PgBoss): TaskQueue {
         retryLimit: deliveryLimit(task.max_retries),
         retryDelay: 0,
         heartbeatSeconds: JOB_HEARTBEAT_SECONDS,
-        expireInSeconds: task.timeout_seconds ? task.timeout_seconds + EXPIRY_MARGIN_SECONDS : UNBOUNDED_ATTEMPT_EXPIRY_SECONDS,
+        expireInSeconds: task.timeout_seconds
+          ? Math.min(task.timeout_seconds + EXPIRY_MARGIN_SECONDS, MAX_EXPIRY_SECONDS)
+          : UNBOUNDED_ATTEMPT_EXPIRY_SECONDS,
       });
       return jobId !== null;
     },

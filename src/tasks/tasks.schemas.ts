@@ -43,6 +43,10 @@ const RunAt = v.pipe(
   v.check((value) => Date.parse(value) < Date.now() + MAX_DELAY_SECONDS * 1000, 'run_at must be within a year'),
 );
 
+/** valibot's object schemas accept arrays; a JSON array is never a task or a payload. */
+const jsonObject = (message: string) =>
+  v.custom<unknown>((value) => typeof value === 'object' && value !== null && !Array.isArray(value), message);
+
 export interface TaskBody {
   payload: v.InferOutput<typeof PayloadSchema>;
   callback_url?: string | null | undefined;
@@ -55,9 +59,10 @@ export interface TaskBody {
 
 /** A task to create: the request body of POST /api/v1/tasks and, recursively, each chained task. */
 export const TaskBody: v.GenericSchema<unknown, TaskBody> = v.pipe(
+  jsonObject('A task must be a JSON object'),
   v.object(
     {
-      payload: PayloadSchema,
+      payload: v.pipe(jsonObject('payload must be a JSON object'), PayloadSchema),
       callback_url: v.optional(v.nullable(CallbackUrl)),
       max_retries: v.optional(MaxRetries),
       timeout_seconds: v.optional(v.nullable(TimeoutSeconds)),
@@ -65,9 +70,11 @@ export const TaskBody: v.GenericSchema<unknown, TaskBody> = v.pipe(
       delay_seconds: v.optional(DelaySeconds),
       run_at: v.optional(RunAt),
     },
-    'A task must be a JSON object',
   ),
-  v.check((task) => task.delay_seconds === undefined || task.run_at === undefined, 'Give either delay_seconds or run_at, not both'),
+  v.forward(
+    v.check((task) => task.delay_seconds === undefined || task.run_at === undefined, 'Give either delay_seconds or run_at, not both'),
+    ['run_at'],
+  ),
 );
 
 /** Depth of a chain counted in follow-up tasks; checked before validation so nesting cannot exhaust the stack. */

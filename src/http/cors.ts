@@ -1,0 +1,35 @@
+import type { MiddlewareHandler } from 'hono';
+
+const ALLOWED_METHODS = 'GET, POST, DELETE, OPTIONS';
+const ALLOWED_HEADERS = 'Authorization, Content-Type, X-Request-ID';
+
+/**
+ * CORS for exactly the configured origins: they get the allow headers (with credentials, for the
+ * Authorization header); any other origin, or a request without one, gets none at all.
+ */
+export function corsForOrigins(origins: readonly string[]): MiddlewareHandler {
+  return async function cors(c, next) {
+    const origin = c.req.header('Origin');
+    const allowed = origin !== undefined && origins.includes(origin);
+    if (c.req.method === 'OPTIONS' && origin !== undefined && c.req.header('Access-Control-Request-Method')) {
+      const headers: Record<string, string> = { Vary: 'Origin' };
+      if (allowed) {
+        Object.assign(headers, {
+          'Access-Control-Allow-Origin': origin,
+          'Access-Control-Allow-Credentials': 'true',
+          'Access-Control-Allow-Methods': ALLOWED_METHODS,
+          'Access-Control-Allow-Headers': ALLOWED_HEADERS,
+          'Access-Control-Max-Age': '600',
+        });
+      }
+      return c.body(null, 204, headers);
+    }
+    await next();
+    c.header('Vary', 'Origin', { append: true });
+    if (allowed) {
+      c.header('Access-Control-Allow-Origin', origin);
+      c.header('Access-Control-Allow-Credentials', 'true');
+      c.header('Access-Control-Expose-Headers', 'X-Request-ID');
+    }
+  };
+}
