@@ -137,7 +137,11 @@ function resolveJwtSecret(env: Env, options: LoadConfigOptions): string {
   const variable = env.JWT_SECRET_KEY !== '' ? 'JWT_SECRET_KEY' : 'SECRET_KEY';
   const secret = env.JWT_SECRET_KEY !== '' ? env.JWT_SECRET_KEY : env.SECRET_KEY;
   if (secret.length >= MIN_SECRET_LENGTH) return secret;
-  if (env.NODE_ENV === 'development' && options.developmentSecret) return options.developmentSecret();
+  if (env.NODE_ENV === 'development') {
+    // A short secret someone chose is theirs to use locally; only a missing one is made up.
+    if (secret !== '') return secret;
+    if (options.developmentSecret) return options.developmentSecret();
+  }
   if (secret === '') {
     throw new ConfigError(
       `SECRET_KEY is not set: set SECRET_KEY (or JWT_SECRET_KEY) to a random string of at least ${MIN_SECRET_LENGTH} characters`,

@@ -53,6 +53,11 @@ describe('secrets', () => {
     assert.equal(loadConfig({ NODE_ENV: 'production', SECRET_KEY: STRONG, JWT_SECRET_KEY: '' }).jwtSecret, STRONG);
   });
 
+  test('development accepts a short secret that was set, and never replaces it', () => {
+    const config = loadConfig({ NODE_ENV: 'development', SECRET_KEY: 'short' }, { developmentSecret: () => assert.fail('not called') });
+    assert.equal(config.jwtSecret, 'short');
+  });
+
   test('development uses the developmentSecret option when no secret is set', () => {
     let calls = 0;
     const generated = 'd'.repeat(64);

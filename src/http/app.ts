@@ -3,6 +3,8 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { aoaRoutes } from '../aoa/aoa.routes.js';
+import { createAoaService } from '../aoa/aoa.service.js';
 import { requireAuth } from '../auth/auth.middleware.js';
 import { authRoutes } from '../auth/auth.routes.js';
 import { createAuthService } from '../auth/auth.service.js';
@@ -53,7 +55,9 @@ export function createApp(deps: AppDeps) {
 
   app.route('/', healthRoutes(db));
   app.route('/', authRoutes(createAuthService({ db, tokens }), authenticated));
-  app.route('/', taskRoutes(createTaskService({ db, queue: createTaskQueue(boss) }), authenticated));
+  const queue = createTaskQueue(boss);
+  app.route('/', taskRoutes(createTaskService({ db, queue }), authenticated));
+  app.route('/', aoaRoutes(createAoaService({ db, queue, config }), authenticated));
 
   let openApiDocument: ReturnType<typeof buildOpenApiDocument> | undefined;
   app.get('/openapi.json', (c) => c.json((openApiDocument ??= buildOpenApiDocument(app, API_INFO))));

@@ -61,13 +61,26 @@ const ERROR_SCHEMA = {
   required: ['detail'],
 };
 
-function jsonSchema(schema: GenericSchema, typeMode: 'input' | 'output') {
-  const { $schema: _ignored, ...rest } = toJsonSchema(schema, {
+/**
+ * A schema for the document. Recursive (lazy) schemas come with `$defs` and `#/$defs/…` refs,
+ * which would resolve against the document root: they move to `components.schemas` instead.
+ */
+function jsonSchema(schema: GenericSchema, typeMode: 'input' | 'output', components: Record<string, unknown>) {
+  const { $schema: _ignored, $defs, ...rest } = toJsonSchema(schema, {
     target: 'draft-2020-12',
     typeMode,
     errorMode: 'ignore',
   }) as Record<string, unknown>;
-  return rest;
+  if (!$defs) return rest;
+  const hoist = (value: unknown) => JSON.parse(JSON.stringify(value).replaceAll('"#/$defs/', '"#/components/schemas/'));
+  for (const [name, definition] of Object.entries($defs as Record<string, unknown>)) {
+    const hoisted = hoist(definition);
+    if (name in components && JSON.stringify(components[name]) !== JSON.stringify(hoisted)) {
+      throw new Error(`Two different recursive schemas both define $defs/${name}`);
+    }
+    components[name] = hoisted;
+  }
+  return hoist(rest) as Record<string, unknown>;
 }
 
 function mergeDocs(into: OperationDoc, from: OperationDoc): OperationDoc {
@@ -96,12 +109,13 @@ export function buildOpenApiDocument(app: Hono<any>, info: { title: string; vers
   }
 
   const paths: Record<string, Record<string, unknown>> = {};
+  const schemas: Record<string, unknown> = {};
   for (const { method, path, doc } of operations.values()) {
     const openApiPath = path.replace(/:(\w+)/g, '{$1}');
     const responses: Record<string, unknown> = {};
     for (const [status, response] of Object.entries(doc.responses ?? {})) {
       const isError = Number(status) >= 400;
-      const schema = response.schema ? jsonSchema(response.schema, 'output') : isError ? ERROR_SCHEMA : undefined;
+      const schema = response.schema ? jsonSchema(response.schema, 'output', schemas) : isError ? ERROR_SCHEMA : undefined;
       responses[status] = {
         description: response.description,
         ...(schema ? { content: { 'application/json': { schema } } } : {}),
@@ -121,7 +135,7 @@ export function buildOpenApiDocument(app: Hono<any>, info: { title: string; vers
         ? {
             requestBody: {
               required: true,
-              content: { [doc.requestBody.contentType]: { schema: jsonSchema(doc.requestBody.schema, 'input') } },
+              content: { [doc.requestBody.contentType]: { schema: jsonSchema(doc.requestBody.schema, 'input', schemas) } },
             },
           }
         : {}),
@@ -135,6 +149,7 @@ export function buildOpenApiDocument(app: Hono<any>, info: { title: string; vers
     info,
     paths,
     components: {
+      ...(Object.keys(schemas).length ? { schemas } : {}),
       securitySchemes: {
         bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
       },

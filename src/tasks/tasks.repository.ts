@@ -58,12 +58,17 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
       return tasks().selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
     },
 
-    /** queued → in_progress, only from queued: a second delivery of the same job claims nothing. */
+    /**
+     * queued → in_progress, only from queued and only by a later delivery than the last claim
+     * (pg-boss counts up on every re-claim): a second delivery of the same job claims nothing, even
+     * after its failed attempt put the task back to queued for a retry.
+     */
     async claim(id: string, delivery: number): Promise<TaskRow | undefined> {
       return updateTasks()
         .set({ status: 'in_progress', started_at: sql`now()`, claimed_delivery: delivery, scheduled_for: null })
         .where('id', '=', id)
         .where('status', '=', 'queued')
+        .where((eb) => eb.or([eb('claimed_delivery', 'is', null), eb('claimed_delivery', '<', delivery)]))
         .returningAll()
         .executeTakeFirst();
     },

@@ -1,8 +1,8 @@
 import { Hono, type MiddlewareHandler } from 'hono';
-import { describeRoute } from '../http/openapi.js';
+import { describeRoute, withDoc } from '../http/openapi.js';
 import type { AppEnv } from '../http/types.js';
 import { jsonBody } from '../http/validation.js';
-import { CreateTaskBody, TaskLogsOut, TaskOut } from './tasks.schemas.js';
+import { CreateTaskBody, TaskBody, TaskLogsOut, TaskOut } from './tasks.schemas.js';
 import type { TaskService } from './tasks.service.js';
 
 const taskIdParameter = {
@@ -26,7 +26,8 @@ export function taskRoutes(tasks: TaskService, authenticated: MiddlewareHandler<
         responses: { 201: { description: 'The task, status queued', schema: TaskOut } },
       }),
       authenticated,
-      jsonBody(CreateTaskBody),
+      // Documented as TaskBody: CreateTaskBody's depth pre-check starts from unknown(), which documents as {}.
+      withDoc(jsonBody(CreateTaskBody), { requestBody: { contentType: 'application/json', schema: TaskBody } }),
       async (c) => c.json(await tasks.create(c.get('auth'), c.req.valid('json')), 201),
     )
     .get(

@@ -1,10 +1,8 @@
 import type { JobResult, PgBoss } from 'pg-boss';
 import * as v from 'valibot';
-import { findAction } from '../actions/registry.js';
-import type { Action } from '../actions/action.js';
+import { actionFor } from '../actions/registry.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
-import type { TaskRow } from '../db/schema.js';
 import type { Logger } from '../logger.js';
 import { CALLBACK_QUEUE, createTaskQueue, TASK_QUEUE, type TaskJobData } from '../queue/task-queue.js';
 import { createCallbackSender } from '../tasks/callbacks.js';
@@ -18,8 +16,6 @@ export interface WorkerDeps {
   boss: PgBoss;
   config: Config;
   logger: Logger;
-  /** Actions for kinds other than plain tasks (AOA), looked up by task. */
-  extraActions?: (task: TaskRow) => Action<any> | undefined;
 }
 
 export interface Worker {
@@ -45,8 +41,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     logger,
     execution,
     cancelWatch,
-    resolveAction: (task) =>
-      task.kind === 'task' ? findAction((task.payload as { action?: string }).action ?? '') : deps.extraActions?.(task),
+    resolveAction: (task) => actionFor(task.kind, task.payload),
   });
   const sendCallback = createCallbackSender({ db, config });
 

@@ -1,0 +1,90 @@
+import type { Config } from '../config.js';
+import type { Db } from '../db/client.js';
+import { AppError } from '../errors.js';
+import type { AuthContext } from '../http/types.js';
+import type { TaskQueue } from '../queue/task-queue.js';
+import { toTaskOut } from '../tasks/task-json.js';
+import { taskStore } from '../tasks/tasks.repository.js';
+import type { TaskOut } from '../tasks/tasks.schemas.js';
+import { insertTask } from '../tasks/tasks.service.js';
+import { callDcl, DclNotConfiguredError, DclTimeoutError, DclUnreachableError } from './dcl-client.js';
+
+/** AOA jobs always get three retries, on the configured retry schedule. */
+export const AOA_MAX_RETRIES = 3;
+
+export type AoaJob =
+  | { action: 'aoa_connect' }
+  | { action: 'aoa_reset' }
+  | { action: 'aoa_toggle_dev_mode'; enabled: boolean };
+
+class SlotTaken extends Error {}
+
+export interface AoaService {
+  /** The Legacy DCL state, as the backend answered it. */
+  state(auth: AuthContext, requestId: string): Promise<{ status: number; body: unknown }>;
+  /** Creates and enqueues an AOA job; 409 while the tenant has one queued or running. */
+  enqueue(auth: AuthContext, requestId: string, job: AoaJob): Promise<TaskOut>;
+}
+
+export function createAoaService(deps: { db: Db; queue: TaskQueue; config: Config }): AoaService {
+  const { db, queue, config } = deps;
+
+  const conflict = async (tenantId: string) => {
+    const active = await taskStore(db, tenantId).findActive('aoa');
+    return new AppError('conflict', 'An AOA job is already active for this tenant', { extra: { task_id: active?.id ?? null } });
+  };
+
+  return {
+    async state(auth, requestId) {
+      try {
+        const response = await callDcl(config, { method: 'GET', path: '/state', tenantId: auth.tenantId, requestId });
+        if (response.status >= 500) {
+          throw new AppError('bad_gateway', `The Legacy DCL backend answered with status ${response.status}`, {
+            extra: { downstream_status: response.status },
+          });
+        }
+        if (response.json === undefined) {
+          throw new AppError('bad_gateway', `The Legacy DCL backend answered status ${response.status} without a JSON body`, {
+            extra: { downstream_status: response.status },
+          });
+        }
+        return { status: response.status, body: response.json };
+      } catch (error) {
+        if (error instanceof DclNotConfiguredError) throw new AppError('unavailable', error.message, { cause: error });
+        if (error instanceof DclTimeoutError) throw new AppError('gateway_timeout', error.message, { cause: error });
+        if (error instanceof DclUnreachableError) throw new AppError('bad_gateway', error.message, { cause: error });
+        throw error;
+      }
+    },
+
+    async enqueue(auth, requestId, job) {
+      if (await taskStore(db, auth.tenantId).findActive('aoa')) throw await conflict(auth.tenantId);
+      const { action, ...parameters } = job;
+      try {
+        return await db.transaction().execute(async (trx) => {
+          const store = taskStore(trx, auth.tenantId);
+          const task = await insertTask(
+            trx,
+            store,
+            queue,
+            { payload: { ...job, request_id: requestId }, max_retries: AOA_MAX_RETRIES },
+            {
+              kind: 'aoa',
+              createdBy: auth.userId,
+              auditDetails: [
+                `AOA job ${action} requested by user ${auth.userId} of tenant ${auth.tenantId} (request ${requestId}) with parameters ${JSON.stringify(parameters)}`,
+              ],
+            },
+          );
+          // The per-tenant exclusive slot in pg-boss is the arbiter: of concurrent requests, the
+          // later ones wait for the first to commit and are then refused here, rolling back.
+          if (!task) throw new SlotTaken();
+          return toTaskOut(task);
+        });
+      } catch (error) {
+        if (error instanceof SlotTaken) throw await conflict(auth.tenantId);
+        throw error;
+      }
+    },
+  };
+}
