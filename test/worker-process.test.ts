@@ -90,6 +90,8 @@ describe('worker processes', () => {
   test('a worker killed mid-task with no retries left: the task fails within timeout_seconds + 15 s', async () => {
     const channel = '#sigkill-fail';
     slack.reply = (request) => (request.body?.channel === channel ? { hang: true } : { status: 200, body: 'ok' });
+    // Only the doomed worker may take the task.
+    await app.stopWorkers();
     const doomed = spawnWorker();
     await workerStarted(doomed);
     const taskId = await createTask({ timeout_seconds: 5 }, channel);
@@ -97,6 +99,7 @@ describe('worker processes', () => {
     doomed.child.kill('SIGKILL');
     const killedAt = Date.now();
     await doomed.exited;
+    await app.startWorker();
 
     const failed = await eventually(
       async () => {

@@ -65,7 +65,7 @@ const ERROR_SCHEMA = {
  * A schema for the document. Recursive (lazy) schemas come with `$defs` and `#/$defs/…` refs,
  * which would resolve against the document root: they move to `components.schemas` instead.
  */
-function jsonSchema(schema: GenericSchema, typeMode: 'input' | 'output', components: Record<string, unknown>) {
+function jsonSchema(schema: GenericSchema, typeMode: 'ignore' | 'output', components: Record<string, unknown>) {
   const { $schema: _ignored, $defs, ...rest } = toJsonSchema(schema, {
     target: 'draft-2020-12',
     typeMode,
@@ -121,6 +121,9 @@ export function buildOpenApiDocument(app: Hono<any>, info: { title: string; vers
         ...(schema ? { content: { 'application/json': { schema } } } : {}),
       };
     }
+    // A request schema is documented with every schema of its pipes merged ('ignore'), not just the
+    // first ('input'): a pipe may start with a permissive pre-check (unknown, or a custom
+    // object test) before the real shape, and 'input' would document that pre-check as {}.
     if (doc.requestBody) {
       responses['422'] ??= { description: 'Validation error', content: { 'application/json': { schema: ERROR_SCHEMA } } };
     }
@@ -135,7 +138,7 @@ export function buildOpenApiDocument(app: Hono<any>, info: { title: string; vers
         ? {
             requestBody: {
               required: true,
-              content: { [doc.requestBody.contentType]: { schema: jsonSchema(doc.requestBody.schema, 'input', schemas) } },
+              content: { [doc.requestBody.contentType]: { schema: jsonSchema(doc.requestBody.schema, 'ignore', schemas) } },
             },
           }
         : {}),

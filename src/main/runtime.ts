@@ -9,6 +9,7 @@ import { declareQueues } from '../queue/task-queue.js';
 import { createBoss } from '../worker/boss.js';
 import { startWorker } from '../worker/worker.js';
 import { persistentDevelopmentSecret } from './dev-secret.js';
+import { EmbeddedPostgresError, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';
 
 export type Mode = 'api' | 'worker' | 'all';
 
@@ -28,21 +29,39 @@ function loadConfigOrExit(logger: Logger): Config {
   }
 }
 
+/**
+ * Without DATABASE_URL, development gets a real PostgreSQL of its own in .data/postgres; in
+ * production a missing DATABASE_URL is a mistake, not a reason to keep data inside a container.
+ */
+async function startEmbeddedOrExit(config: Config, logger: Logger): Promise<EmbeddedPostgres> {
+  if (config.env === 'production') {
+    logger.error('DATABASE_URL is not set: in production point it at your PostgreSQL, e.g. postgres://user:pass@db:5432/autonomos');
+    process.exit(1);
+  }
+  try {
+    return await startEmbeddedPostgres(logger);
+  } catch (error) {
+    if (error instanceof EmbeddedPostgresError) {
+      logger.error(error.message);
+      process.exit(1);
+    }
+    throw error;
+  }
+}
+
 /** Starts the API, the worker, or both in one process, and stops them gracefully on SIGTERM/SIGINT. */
 export async function run(mode: Mode): Promise<void> {
   const bootLogger = createLogger({ base: { mode } });
   const config = loadConfigOrExit(bootLogger);
   const logger = createLogger({ level: config.logLevel, base: { mode } });
-  if (config.databaseUrl === '') {
-    logger.error('DATABASE_URL is not set: point it at a PostgreSQL database, e.g. postgres://postgres@127.0.0.1:5432/autonomos');
-    process.exit(1);
-  }
+  const embedded = config.databaseUrl === '' ? await startEmbeddedOrExit(config, logger) : undefined;
+  const databaseUrl = embedded?.url ?? config.databaseUrl;
 
-  const db = createDb(config.databaseUrl, { applicationName: `autonomos-${mode}` });
+  const db = createDb(databaseUrl, { applicationName: `autonomos-${mode}` });
   const applied = await migrateToLatest(db);
   if (applied.length > 0) logger.info('migrations applied', { migrations: applied });
 
-  const boss = createBoss(config.databaseUrl, logger, { supervise: mode !== 'api' });
+  const boss = createBoss(databaseUrl, logger, { supervise: mode !== 'api' });
   await boss.start();
   await declareQueues(boss);
 
@@ -71,14 +90,21 @@ export async function run(mode: Mode): Promise<void> {
     }
     stoppingSince = Date.now();
     logger.info('shutting down', { signal });
-    const serverClosed = server
-      ? new Promise<void>((resolve) => server.close(() => resolve()))
-      : Promise.resolve();
-    await worker?.stop(SHUTDOWN_GRACE_MS);
+    // Each step runs even if one before it failed: a lost database must not keep the rest open.
+    const step = async (name: string, work: () => Promise<unknown>) => {
+      try {
+        await work();
+      } catch (error) {
+        logger.warn(`shutdown step failed: ${name}`, { error });
+      }
+    };
+    const serverClosed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    await step('worker', async () => worker?.stop(SHUTDOWN_GRACE_MS));
     // Anything still running after the grace period is failed back to the queue for another worker.
-    await boss.stop({ graceful: true, timeout: 1_000 });
-    await serverClosed;
-    await db.destroy();
+    await step('queue', () => boss.stop({ graceful: true, timeout: 1_000 }));
+    await step('http server', () => serverClosed);
+    await step('database pool', () => db.destroy());
+    await step('embedded PostgreSQL', async () => embedded?.stop());
     logger.info('stopped');
     process.exit(0);
   };

@@ -1,8 +1,8 @@
 import { Hono, type MiddlewareHandler } from 'hono';
-import { describeRoute, withDoc } from '../http/openapi.js';
+import { describeRoute } from '../http/openapi.js';
 import type { AppEnv } from '../http/types.js';
 import { jsonBody } from '../http/validation.js';
-import { CreateTaskBody, TaskBody, TaskLogsOut, TaskOut } from './tasks.schemas.js';
+import { CreateTaskBody, TaskLogsOut, TaskOut } from './tasks.schemas.js';
 import type { TaskService } from './tasks.service.js';
 
 const taskIdParameter = {
@@ -26,8 +26,7 @@ export function taskRoutes(tasks: TaskService, authenticated: MiddlewareHandler<
         responses: { 201: { description: 'The task, status queued', schema: TaskOut } },
       }),
       authenticated,
-      // Documented as TaskBody: CreateTaskBody's depth pre-check starts from unknown(), which documents as {}.
-      withDoc(jsonBody(CreateTaskBody), { requestBody: { contentType: 'application/json', schema: TaskBody } }),
+      jsonBody(CreateTaskBody),
       async (c) => c.json(await tasks.create(c.get('auth'), c.req.valid('json')), 201),
     )
     .get(
