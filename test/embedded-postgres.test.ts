@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -75,6 +75,17 @@ describe('embedded PostgreSQL (the zero-setup default)', { skip: binariesUnreach
     const { rows } = await query(next.url, 'select body from notes');
     assert.deepEqual(rows, [{ body: 'kept' }]);
     await next.stop();
+  });
+
+  test('a server that another live AutonomOS process owns is left alone, with a clear refusal', async () => {
+    const running = await startEmbeddedPostgres(silentLogger, dataDir);
+    started.push(running);
+    // Pretend another running process (our parent, which is alive) started it.
+    writeFileSync(`${dataDir}.owner`, String(process.ppid));
+    await assert.rejects(startEmbeddedPostgres(silentLogger, dataDir), /Another AutonomOS process .* is running/);
+    const { rows } = await query(running.url, 'select count(*)::int as n from notes');
+    assert.deepEqual(rows, [{ n: 1 }], 'the running server was not touched');
+    await running.stop();
   });
 
   test('as root, a data directory the postgres user cannot reach is refused with a clear message', { skip: userInfo().uid !== 0 && 'only root runs PostgreSQL as another user' }, async () => {

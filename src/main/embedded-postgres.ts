@@ -54,13 +54,20 @@ function isAlive(pid: number): boolean {
 
 /**
  * A PostgreSQL left running by a process that was killed (SIGKILL gives no chance to stop it)
- * still holds the data directory: ask it to shut down before starting our own.
+ * still holds the data directory: ask it to shut down before starting our own. One whose owner
+ * (recorded beside the data) is still alive belongs to another running AutonomOS: refuse.
  */
 async function stopOrphanedServer(dataDir: string, logger: Logger): Promise<void> {
   const pidFile = join(dataDir, 'postmaster.pid');
   if (!existsSync(pidFile)) return;
   const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
   if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+  const owner = existsSync(ownerFile(dataDir)) ? Number(readFileSync(ownerFile(dataDir), 'utf8')) : NaN;
+  if (Number.isInteger(owner) && owner !== process.pid && isAlive(owner)) {
+    throw new EmbeddedPostgresError(
+      `Another AutonomOS process (pid ${owner}) is running on ${dataDir}; stop it first, or set DATABASE_URL to share a PostgreSQL`,
+    );
+  }
   logger.warn('stopping a PostgreSQL left running on the embedded data directory', { pid });
   process.kill(pid, 'SIGINT');
   const deadline = Date.now() + 15_000;
@@ -106,6 +113,8 @@ async function spawnPostmaster(binary: string, dataDir: string, port: number, as
     },
   };
 }
+
+const ownerFile = (dataDir: string) => `${dataDir}.owner`;
 
 /** The embedded server's password, made once and kept beside its data (0600). */
 function embeddedPassword(dataDir: string): string {
@@ -176,6 +185,7 @@ export async function startEmbeddedPostgres(logger: Logger, dataDir = EMBEDDED_D
   }
   await stopOrphanedServer(absoluteDataDir, logger);
   const postmaster = await spawnPostmaster(binaries.postgres, absoluteDataDir, port, asRoot);
+  writeFileSync(ownerFile(absoluteDataDir), String(process.pid));
 
   const admin = new pg.Client({ host: '127.0.0.1', port, user: USER, password, database: 'postgres' });
   await admin.connect();
