@@ -58,6 +58,8 @@ export function createAoaService(deps: { db: Db; queue: TaskQueue; config: Confi
     },
 
     async enqueue(auth, requestId, job) {
+      // A job that can only fail four times is refused up front.
+      if (!config.legacyDclBaseUrl) throw new AppError('unavailable', new DclNotConfiguredError().message);
       if (await taskStore(db, auth.tenantId).findActive('aoa')) throw await conflict(auth.tenantId);
       const { action, ...parameters } = job;
       try {

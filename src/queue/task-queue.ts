@@ -47,6 +47,11 @@ export interface TaskQueue {
   cancel(trx: Trx, task: TaskRow): Promise<void>;
   /** Ends the current delivery as failed and holds the job back until `runAt`. */
   retryAt(trx: Trx, task: TaskRow, attempt: JobAttempt, runAt: Date, error: string): Promise<void>;
+  /**
+   * Settles the job with the task's final status. pg-boss would only settle it once the whole
+   * fetched batch is done, so an AOA slot would outlive its finished task by a batch-mate's run.
+   */
+  complete(trx: Trx, task: TaskRow, attempt: JobAttempt): Promise<void>;
   enqueueCallback(trx: Trx, task: TaskRow): Promise<void>;
 }
 
@@ -79,6 +84,10 @@ export function createTaskQueue(boss: PgBoss): TaskQueue {
       // fail() then update() keeps the same job (and, for AOA, its exclusive slot) with our delay.
       await boss.fail(queue, attempt, { error }, { db });
       await boss.update(queue, undefined, { id: task.id, startAfter: runAt, db });
+    },
+
+    async complete(trx, task, attempt) {
+      await boss.complete(TASK_QUEUE[task.kind], attempt, null, { db: fromKysely(trx) });
     },
 
     async enqueueCallback(trx, task) {

@@ -51,6 +51,7 @@ export function createTaskExecution(deps: { db: Db; queue: TaskQueue; config: Co
       }
       const failed = await store.finish(task.id, heldBy, { status: 'failed', result: { error } });
       await store.audit(task.id, audit.permanentlyFailed);
+      await queue.complete(trx, failed!, delivery.attempt);
       if (failed!.callback_url) await queue.enqueueCallback(trx, failed!);
     });
   }
@@ -88,6 +89,7 @@ export function createTaskExecution(deps: { db: Db; queue: TaskQueue; config: Co
         const done = await store.finish(delivery.taskId, delivery.attempt.retryCount, { status: 'success', result: outcome.result });
         if (!done) return;
         await store.audit(done.id, ...outcome.audit);
+        await queue.complete(trx, done, delivery.attempt);
         let finished = done;
         if (done.on_success_next_task) {
           await store.audit(done.id, audit.chaining);

@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { createApp } from '../../src/http/app.js';
+import { silentLogger } from '../../src/logger.js';
+import { testConfig, type TestApp } from './app.js';
+import { startFakeServer, type FakeServer, type RecordedRequest, type Reply } from './fake-server.js';
+import { eventually } from './poll.js';
+
+// Helpers for the AOA tests: a fake Legacy DCL backend that answers per tenant (so tests sharing
+// one app and one backend stay apart), AOA task polling, and the audit trail read from the database.
+
+export type DclRoute = (request: RecordedRequest, index: number) => Reply;
+
+export interface FakeDcl extends FakeServer {
+  /** Decides the replies to one tenant's calls (by X-Tenant-ID); the default answers 200 `{"ok":true}`. */
+  route(tenantId: string, reply: DclRoute): void;
+  /** The calls that carried `X-Tenant-ID: tenantId`, in arrival order. */
+  callsFor(tenantId: string): RecordedRequest[];
+}
+
+export async function startFakeDcl(): Promise<FakeDcl> {
+  const routes = new Map<string, DclRoute>();
+  const dcl = (await startFakeServer()) as FakeDcl;
+  dcl.callsFor = (tenantId) => dcl.requests.filter((request) => request.headers['x-tenant-id'] === tenantId);
+  dcl.route = (tenantId, reply) => void routes.set(tenantId, reply);
+  dcl.reply = (request) => {
+    const tenantId = request.headers['x-tenant-id'];
+    const route = typeof tenantId === 'string' ? routes.get(tenantId) : undefined;
+    // The request is already recorded, so its index among its tenant's calls is length - 1.
+    return route ? route(request, dcl.callsFor(tenantId as string).length - 1) : { status: 200, body: { ok: true } };
+  };
+  return dcl;
+}
+
+/** A URL on a port nothing listens on (it was free a moment ago). */
+export async function closedPortUrl(): Promise<string> {
+  const port = await new Promise<number>((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+  return `http://127.0.0.1:${port}`;
+}
+
+/**
+ * The same app (same database, queue and JWT secret, so the test's tokens are valid) built
+ * in-process with another environment, e.g. without LEGACY_DCL_BASE_URL.
+ */
+export function appWithEnv(app: TestApp, env: Record<string, string>) {
+  const config = testConfig(app.database.url, { SECRET_KEY: app.config.jwtSecret, ...env });
+  const inProcess = createApp({ db: app.db, boss: app.boss, config, logger: silentLogger });
+  const call = async (method: string, path: string, token: string) => {
+    const response = await inProcess.request(path, { method, headers: { Authorization: `Bearer ${token}` } });
+    const text = await response.text();
+    const body = (response.headers.get('content-type') ?? '').includes('application/json') ? JSON.parse(text) : text;
+    return { status: response.status, headers: response.headers, body };
+  };
+  return {
+    get: (path: string, token: string) => call('GET', path, token),
+    post: (path: string, token: string) => call('POST', path, token),
+  };
+}
+
+export async function getTask(app: TestApp, token: string, id: string): Promise<any> {
+  const response = await app.get(`/api/v1/tasks/${id}`, { token });
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  return response.body;
+}
+
+/** Polls the task until `done(task)` holds; returns it (the last one seen is in the error). */
+export async function waitForTask(
+  app: TestApp,
+  token: string,
+  id: string,
+  done: (task: any) => boolean,
+  options: { timeoutMs?: number; message?: string } = {},
+): Promise<any> {
+  let last: any;
+  try {
+    return await eventually(
+      async () => {
+        last = await getTask(app, token, id);
+        return done(last) ? last : undefined;
+      },
+      { timeoutMs: options.timeoutMs ?? 10_000, intervalMs: 20, message: options.message ?? `task ${id}` },
+    );
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; last seen: ${JSON.stringify(last)}`, { cause: error });
+  }
+}
+
+export function waitForStatus(app: TestApp, token: string, id: string, status: string, timeoutMs = 10_000): Promise<any> {
+  return waitForTask(app, token, id, (task) => task.status === status, { timeoutMs, message: `task ${id} reaching ${status}` });
+}
+
+/** The task's audit rows straight from the database, in order. */
+export async function auditRows(app: TestApp, taskId: string) {
+  return app.db.selectFrom('task_logs').select(['tenant_id', 'message']).where('task_id', '=', taskId).orderBy('seq').execute();
+}
+
+/** The tenant's AOA task rows, whatever their status. */
+export async function aoaTasks(app: TestApp, tenantId: string) {
+  return app.db.selectFrom('tasks').select(['id', 'status']).where('tenant_id', '=', tenantId).where('kind', '=', 'aoa').execute();
+}
+
+export const CONFLICT_DETAIL = 'An AOA job is already active for this tenant';
+
+/** Asserts the 409 of an AOA POST that names the tenant's active task. */
+export function assertConflict(response: { status: number; body: any }, activeTaskId: string): void {
+  assert.equal(response.status, 409, JSON.stringify(response.body));
+  assert.deepEqual(response.body, { detail: CONFLICT_DETAIL, task_id: activeTaskId });
+}
