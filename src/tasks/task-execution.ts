@@ -27,15 +27,21 @@ export const LOST_ATTEMPT_ERROR = 'The worker running this attempt stopped befor
  * its audit entries and the jobs that follow from it, so a job delivered twice, or finishing
  * after a cancel, changes nothing.
  */
-export function createTaskExecution(deps: { db: Db; queue: TaskQueue; config: Config }) {
+export function createTaskExecution(deps: {
+  db: Db;
+  queue: TaskQueue;
+  config: Config;
+  /** Told (after commit) when a retry has been scheduled, so a worker can be woken right on time. */
+  onRetryScheduled?: (task: TaskRow, runAt: Date) => void;
+}) {
   const { db, queue, config } = deps;
 
   /** Records a failed attempt: a retry on the configured schedule while retries remain, else final failure. */
   async function fail(delivery: Delivery, heldBy: number, error: string): Promise<void> {
-    await db.transaction().execute(async (trx) => {
+    const retry = await db.transaction().execute(async (trx): Promise<TaskRow | undefined> => {
       const store = taskStore(trx, delivery.tenantId);
       const task = await store.findForUpdate(delivery.taskId);
-      if (!task || task.status !== 'in_progress' || task.claimed_delivery !== heldBy) return;
+      if (!task || task.status !== 'in_progress' || task.claimed_delivery !== heldBy) return undefined;
       await store.audit(task.id, audit.failed(error));
       if (task.retry_count < task.max_retries) {
         const delays = config.retryDelaysSeconds;
@@ -47,13 +53,15 @@ export function createTaskExecution(deps: { db: Db; queue: TaskQueue; config: Co
         });
         await store.audit(task.id, audit.retryScheduled(task.retry_count + 1, task.max_retries));
         await queue.retryAt(trx, task, delivery.attempt, retry!.scheduled_for!, error);
-        return;
+        return retry;
       }
       const failed = await store.finish(task.id, heldBy, { status: 'failed', result: { error } });
       await store.audit(task.id, audit.permanentlyFailed);
       await queue.complete(trx, failed!, delivery.attempt);
       if (failed!.callback_url) await queue.enqueueCallback(trx, failed!);
+      return undefined;
     });
+    if (retry?.scheduled_for) deps.onRetryScheduled?.(retry, retry.scheduled_for);
   }
 
   return {

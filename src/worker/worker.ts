@@ -29,12 +29,26 @@ const TASKS_PER_FETCH = 4;
  * jobs returned by expiry. Half a second keeps retries "exact to within a second".
  */
 const DUE_WORK_POLL_SECONDS = 0.5;
+/** Wake a little after the due time, so the job's start_after has passed on the database's clock too. */
+const RETRY_WAKE_SLACK_MS = 20;
 
 export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   const { db, boss, config, logger } = deps;
   const heartbeat = await startHeartbeat(db, logger);
   const cancelWatch = startCancelWatch(db, logger);
-  const execution = createTaskExecution({ db, queue: createTaskQueue(boss), config });
+  const execution = createTaskExecution({
+    db,
+    queue: createTaskQueue(boss),
+    config,
+    // The 0.5 s poll alone would start retries up to half a second late; wake this process's
+    // workers when the retry comes due (other processes still find it by polling).
+    onRetryScheduled: (task, runAt) => {
+      const timer = setTimeout(() => {
+        for (const worker of boss.getWipData()) if (worker.name === TASK_QUEUE[task.kind]) boss.notifyWorker(worker.id);
+      }, Math.max(0, runAt.getTime() - Date.now()) + RETRY_WAKE_SLACK_MS);
+      timer.unref();
+    },
+  });
   const runTaskJob = createTaskRunner({
     db,
     config,

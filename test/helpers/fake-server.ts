@@ -9,6 +9,8 @@ export interface RecordedRequest {
   receivedAt: number;
   /** Set when the client went away before the answer (e.g. an aborted call). */
   aborted: boolean;
+  /** When the server answered, or would have had the client not gone away (undefined while it hangs or waits). */
+  answeredAt?: number;
 }
 
 export type Reply =
@@ -56,6 +58,7 @@ export async function startFakeServer(reply: FakeServer['reply'] = () => ({ stat
       const answer = fake.reply(recorded);
       if ('hang' in answer) return;
       const send = () => {
+        recorded.answeredAt = Date.now();
         if (res.destroyed) return;
         const payload = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body ?? {});
         res.writeHead(answer.status, { 'Content-Type': typeof answer.body === 'string' ? 'text/plain' : 'application/json' });

@@ -1,0 +1,239 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Job } from 'pg-boss';
+import { actionFor } from '../src/actions/registry.js';
+import { silentLogger } from '../src/logger.js';
+import { createTaskQueue, type TaskJobData } from '../src/queue/task-queue.js';
+import { createTaskExecution, type Delivery } from '../src/tasks/task-execution.js';
+import { startCancelWatch, type CancelWatch } from '../src/worker/cancel-watch.js';
+import { createTaskRunner } from '../src/worker/task-runner.js';
+import { startTestApp, type TestApp } from './helpers/app.js';
+import {
+  count,
+  createTask,
+  getTask,
+  logMessages,
+  newChannel,
+  slackPayload,
+  startFakeSlack,
+  tenantTasks,
+  waitForStatus,
+  type FakeSlack,
+} from './helpers/engine.js';
+import { eventually } from './helpers/poll.js';
+import { registerAndLogin } from './helpers/users.js';
+
+// Deliveries driven by hand: the app runs WITHOUT a worker, and each test fetches its task's job
+// from pg-boss and hands it to the real runner (src/worker/task-runner.ts) itself, once, twice in
+// a row, or twice at once. Also: /health/worker without any worker.
+
+let slack: FakeSlack;
+let app: TestApp;
+let cancelWatch: CancelWatch;
+
+before(async () => {
+  slack = await startFakeSlack();
+  app = await startTestApp({ env: { SLACK_WEBHOOK_URL: slack.url, RETRY_DELAYS_SECONDS: '1' } });
+  cancelWatch = startCancelWatch(app.db, silentLogger);
+});
+
+after(async () => {
+  cancelWatch?.stop();
+  await app?.close();
+  await slack?.close();
+});
+
+const neverCanceled: CancelWatch = { watch: () => () => {}, stop: () => {} };
+
+function runner(watch: CancelWatch = cancelWatch) {
+  const execution = createTaskExecution({ db: app.db, queue: createTaskQueue(app.boss), config: app.config });
+  const run = createTaskRunner({
+    db: app.db,
+    config: app.config,
+    logger: silentLogger,
+    execution,
+    cancelWatch: watch,
+    resolveAction: (task) => actionFor(task.kind, task.payload),
+  });
+  return { run, execution };
+}
+
+/**
+ * Fetches the job of `taskId` as a worker would (other tests' leftover jobs may come first).
+ * `fetch()` hands out no AbortSignal (only `work()` does), so the job gets one that never aborts.
+ */
+async function fetchJob(taskId: string): Promise<Job<TaskJobData>> {
+  const jobs = await app.boss.fetch<TaskJobData>('tasks', { batchSize: 100 });
+  const job = jobs.find((candidate) => candidate.id === taskId);
+  assert.ok(job, `the job of task ${taskId} was fetchable`);
+  return { ...job, signal: new AbortController().signal };
+}
+
+async function jobsOf(taskId: string) {
+  return app.boss.findJobs('tasks', { id: taskId });
+}
+
+async function chainFixture(label: string) {
+  const user = await registerAndLogin(app, label);
+  const [one, two] = [newChannel(`${label}-1`), newChannel(`${label}-2`)];
+  const first = await createTask(app, user.token, { payload: slackPayload(one), on_success_next_task: { payload: slackPayload(two) } });
+  return { user, one, two, first };
+}
+
+/** The chain was followed exactly once: one chained task, linked once, one Slack call. */
+async function assertChainedOnce(fixture: Awaited<ReturnType<typeof chainFixture>>) {
+  const { user, one, two, first } = fixture;
+  const parent = await getTask(app, user.token, first.id);
+  assert.equal(parent.status, 'success');
+  assert.ok(parent.next_task_id);
+  const rows = await tenantTasks(app, user.tenantId);
+  assert.equal(rows.length, 2, `one chained task, got ${rows.length} tasks`);
+  assert.deepEqual(rows.map((row) => row.id).sort(), [first.id, parent.next_task_id].sort());
+  const child = rows.find((row) => row.id === parent.next_task_id)!;
+  assert.equal(child.status, 'queued');
+  assert.equal((await jobsOf(child.id)).length, 1, 'the chained task has one job');
+
+  const messages = await logMessages(app, first.id);
+  assert.equal(count(messages, (message) => message === 'Task execution started'), 1, JSON.stringify(messages));
+  assert.equal(count(messages, (message) => message === 'Task succeeded, creating chained task'), 1);
+  assert.equal(count(messages, (message) => message.startsWith('Created and enqueued chained task')), 1);
+  assert.ok(messages.includes(`Created and enqueued chained task ${child.id}`));
+  assert.equal(count(messages, (message) => message === 'Successfully posted to Slack with status 200'), 1);
+  assert.equal(slack.requestsFor(one).length, 1, 'Slack called once');
+  assert.equal(slack.requestsFor(two).length, 0, 'nobody ran the chained task');
+  return parent;
+}
+
+describe('duplicate delivery', () => {
+  test('the same job delivered twice in a row chains exactly once', async () => {
+    const fixture = await chainFixture('dup-seq');
+    const { run } = runner();
+    const job = await fetchJob(fixture.first.id);
+
+    await run(job);
+    const afterFirst = await getTask(app, fixture.user.token, fixture.first.id);
+    const logsAfterFirst = await logMessages(app, fixture.first.id);
+    await run(job);
+
+    const parent = await assertChainedOnce(fixture);
+    assert.deepEqual(parent, afterFirst, 'the second delivery changed nothing (updated_at, next_task_id)');
+    assert.deepEqual(await logMessages(app, fixture.first.id), logsAfterFirst);
+  });
+
+  test('the same job delivered twice at once chains exactly once', async () => {
+    const fixture = await chainFixture('dup-conc');
+    // Slack answers a little late, so both deliveries overlap for the whole attempt.
+    slack.route(fixture.one, () => ({ status: 200, body: 'ok', delayMs: 200 }));
+    const job = await fetchJob(fixture.first.id);
+    const { run } = runner();
+
+    await Promise.all([run(job), run(job)]);
+    await assertChainedOnce(fixture);
+  });
+
+  test('two runners with their own executions, given the same job at once, chain exactly once', async () => {
+    const fixture = await chainFixture('dup-two-workers');
+    const job = await fetchJob(fixture.first.id);
+    const [a, b] = [runner(), runner()];
+
+    await Promise.all([a.run(job), b.run({ ...job })]);
+    await assertChainedOnce(fixture);
+  });
+
+  test('two concurrent completions of the same attempt create the chained task once', async () => {
+    const fixture = await chainFixture('dup-succeed');
+    const job = await fetchJob(fixture.first.id);
+    const { execution } = runner();
+    const delivery: Delivery = { taskId: fixture.first.id, tenantId: fixture.user.tenantId, attempt: { id: job.id, retryCount: job.retryCount } };
+    const begun = await execution.begin(delivery);
+    assert.equal(begun.run, true);
+    // No action runs here: both completions get the outcome a successful Slack post would give.
+    const outcome = {
+      result: { message: 'Successfully posted to Slack', channel: fixture.one, slack_response_status: 200 },
+      audit: ['Successfully posted to Slack with status 200'],
+    };
+    await Promise.all([execution.succeed(delivery, outcome), execution.succeed(delivery, outcome)]);
+
+    const parent = await getTask(app, fixture.user.token, fixture.first.id);
+    assert.equal(parent.status, 'success');
+    const rows = await tenantTasks(app, fixture.user.tenantId);
+    assert.equal(rows.length, 2);
+    const messages = await logMessages(app, fixture.first.id);
+    assert.equal(count(messages, (message) => message.startsWith('Created and enqueued chained task')), 1);
+    assert.equal(count(messages, (message) => message === 'Successfully posted to Slack with status 200'), 1);
+  });
+
+  test('a failed attempt delivered twice schedules one retry and does not run again early', async () => {
+    const user = await registerAndLogin(app, 'dup-fail');
+    const channel = newChannel('dup-fail');
+    slack.route(channel, () => ({ status: 500, body: 'down' }));
+    const task = await createTask(app, user.token, { payload: slackPayload(channel), max_retries: 2 });
+    const job = await fetchJob(task.id);
+    const { run } = runner();
+
+    await run(job);
+    const afterFirst = await getTask(app, user.token, task.id);
+    assert.equal(afterFirst.status, 'queued');
+    assert.equal(afterFirst.retry_count, 1);
+    await run(job);
+
+    assert.deepEqual(await getTask(app, user.token, task.id), afterFirst, 'the second delivery changed nothing');
+    assert.equal(slack.requestsFor(channel).length, 1, 'the retry did not run before its time');
+    const messages = await logMessages(app, task.id);
+    assert.equal(count(messages, (message) => message === 'Scheduling retry 1/2'), 1, JSON.stringify(messages));
+    assert.equal(count(messages, (message) => message === 'Task execution started'), 1);
+  });
+});
+
+describe('a run that finishes after a cancel', () => {
+  test('never overwrites canceled, even when the action completes and nothing aborted it', async () => {
+    const fixture = await chainFixture('late-finish');
+    slack.route(fixture.one, () => ({ status: 200, body: 'ok', delayMs: 500 }));
+    const job = await fetchJob(fixture.first.id);
+    // A watch that never notices the cancel: the action runs to completion and reports success.
+    const { run } = runner(neverCanceled);
+
+    const running = run(job);
+    await waitForStatus(app, fixture.user.token, fixture.first.id, 'in_progress', 5_000);
+    const request = await eventually(() => slack.requestsFor(fixture.one)[0], { timeoutMs: 5_000, message: 'the Slack call' });
+    const canceled = await app.delete(`/api/v1/tasks/${fixture.first.id}`, { token: fixture.user.token });
+    assert.equal(canceled.status, 200);
+    await running;
+
+    assert.ok(request.answeredAt && !request.aborted, 'the action did complete');
+    assert.deepEqual(await getTask(app, fixture.user.token, fixture.first.id), canceled.body);
+    assert.equal((await tenantTasks(app, fixture.user.tenantId)).length, 1, 'no chained task');
+    const messages = await logMessages(app, fixture.first.id);
+    assert.equal(messages.at(-1), 'Task canceled by user request');
+    assert.ok(!messages.some((message) => message.startsWith('Successfully posted')));
+  });
+
+  test('with the real cancel watch, the running action is aborted and the delivery returns quietly', async (t) => {
+    const user = await registerAndLogin(app, 'watch-abort');
+    const channel = newChannel('watch-abort');
+    slack.route(channel, () => ({ hang: true }));
+    const task = await createTask(app, user.token, { payload: slackPayload(channel) });
+    const job = await fetchJob(task.id);
+    const { run } = runner();
+
+    const running = run(job);
+    const request = await eventually(() => slack.requestsFor(channel)[0], { timeoutMs: 5_000, message: 'the Slack call' });
+    const canceled = await app.delete(`/api/v1/tasks/${task.id}`, { token: user.token });
+    const canceledAt = Date.now();
+    assert.equal(canceled.status, 200);
+    await running;
+    const returnedAfter = Date.now() - canceledAt;
+    t.diagnostic(`runner returned ${returnedAfter} ms after the cancel`);
+    assert.ok(returnedAfter < 1_000, `the delivery ended ${returnedAfter} ms after the cancel`);
+    await eventually(() => (request.aborted ? true : undefined), { timeoutMs: 1_000, message: 'the Slack call aborted' });
+    assert.deepEqual(await getTask(app, user.token, task.id), canceled.body);
+  });
+});
+
+describe('worker health without a worker', () => {
+  test('GET /health/worker is 503 unavailable when no worker ever ran', async () => {
+    const response = await app.get('/health/worker');
+    assert.equal(response.status, 503, JSON.stringify(response.body));
+    assert.deepEqual(response.body, { status: 'unavailable', queue: 'connected', workers: 0, last_seen: null });
+  });
+});
