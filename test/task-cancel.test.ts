@@ -8,6 +8,7 @@ import {
   newChannel,
   slackPayload,
   startFakeSlack,
+  waitForRetryWait,
   waitForStatus,
   type FakeSlack,
 } from './helpers/engine.js';
@@ -135,13 +136,7 @@ describe('canceling tasks that have not started', () => {
     slack.route(channel, () => ({ status: 500, body: 'down' }));
     const task = await createTask(app, user.token, { payload: slackPayload(channel), max_retries: 3 });
 
-    const waiting = await eventually(
-      async () => {
-        const current = await getTask(app, user.token, task.id);
-        return current.status === 'queued' && current.retry_count === 1 ? current : undefined;
-      },
-      { timeoutMs: 5_000, intervalMs: 20, message: 'task waiting for its first retry' },
-    );
+    const waiting = await waitForRetryWait(app, user.token, task.id, 1);
     const response = await cancel(user, task.id);
     assert.equal(response.status, 200, JSON.stringify(response.body));
     assertCanceled(response.body);

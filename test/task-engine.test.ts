@@ -10,6 +10,7 @@ import {
   slackPayload,
   startFakeSlack,
   taskLogs,
+  waitForRetryWait,
   waitForStatus,
   type FakeSlack,
 } from './helpers/engine.js';
@@ -116,13 +117,7 @@ describe('retries', () => {
     const created = await createTask(app, user.token, { payload: slackPayload(channel), max_retries: 2 });
 
     // Between attempts the task waits as queued, with retry_count counted and its next run scheduled.
-    const waiting = await eventually(
-      async () => {
-        const task = await getTask(app, user.token, created.id);
-        return task.status === 'queued' && task.retry_count === 1 ? task : undefined;
-      },
-      { timeoutMs: 5_000, intervalMs: 20, message: 'task waiting for retry 1' },
-    );
+    const waiting = await waitForRetryWait(app, user.token, created.id, 1);
     assert.ok(waiting.scheduled_for, 'a retry waits for its scheduled time');
     assert.deepEqual(waiting.result, { error: 'Slack returned status 500' });
 

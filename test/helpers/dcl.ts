@@ -64,42 +64,8 @@ export function appWithEnv(app: TestApp, env: Record<string, string>) {
   };
 }
 
-export async function getTask(app: TestApp, token: string, id: string): Promise<any> {
-  const response = await app.get(`/api/v1/tasks/${id}`, { token });
-  assert.equal(response.status, 200, JSON.stringify(response.body));
-  return response.body;
-}
-
-/** Polls the task until `done(task)` holds; returns it (the last one seen is in the error). */
-export async function waitForTask(
-  app: TestApp,
-  token: string,
-  id: string,
-  done: (task: any) => boolean,
-  options: { timeoutMs?: number; message?: string } = {},
-): Promise<any> {
-  let last: any;
-  try {
-    return await eventually(
-      async () => {
-        last = await getTask(app, token, id);
-        return done(last) ? last : undefined;
-      },
-      { timeoutMs: options.timeoutMs ?? 10_000, intervalMs: 20, message: options.message ?? `task ${id}` },
-    );
-  } catch (error) {
-    throw new Error(`${(error as Error).message}; last seen: ${JSON.stringify(last)}`, { cause: error });
-  }
-}
-
-export function waitForStatus(app: TestApp, token: string, id: string, status: string, timeoutMs = 10_000): Promise<any> {
-  return waitForTask(app, token, id, (task) => task.status === status, { timeoutMs, message: `task ${id} reaching ${status}` });
-}
-
-/** The task's audit rows straight from the database, in order. */
-export async function auditRows(app: TestApp, taskId: string) {
-  return app.db.selectFrom('task_logs').select(['tenant_id', 'message']).where('task_id', '=', taskId).orderBy('seq').execute();
-}
+// Task polling and the audit trail are the engine helpers'; re-exported for the AOA tests.
+export { getTask, taskLogs as auditRows, waitForStatus, waitForTask } from './engine.js';
 
 /** The tenant's AOA task rows, whatever their status. */
 export async function aoaTasks(app: TestApp, tenantId: string) {

@@ -52,27 +52,40 @@ export async function getTask(app: TestApp, token: string, id: string): Promise<
   return response.body;
 }
 
-/** Polls GET /api/v1/tasks/{id} until the task has one of `statuses`; returns it. */
-export async function waitForStatus(
+/** Polls the task until `done(task)` holds; returns it (the last one seen is in the error). */
+export async function waitForTask(
   app: TestApp,
   token: string,
   id: string,
-  statuses: string | string[],
-  timeoutMs = 10_000,
+  done: (task: any) => boolean,
+  options: { timeoutMs?: number; message?: string } = {},
 ): Promise<any> {
-  const wanted = Array.isArray(statuses) ? statuses : [statuses];
   let last: any;
   try {
     return await eventually(
       async () => {
         last = await getTask(app, token, id);
-        return wanted.includes(last.status) ? last : undefined;
+        return done(last) ? last : undefined;
       },
-      { timeoutMs, intervalMs: 20, message: `task ${id} reaching ${wanted.join('/')}` },
+      { timeoutMs: options.timeoutMs ?? 10_000, intervalMs: 20, message: options.message ?? `task ${id}` },
     );
   } catch (error) {
     throw new Error(`${(error as Error).message}; last seen: ${JSON.stringify(last)}`, { cause: error });
   }
+}
+
+/** Polls GET /api/v1/tasks/{id} until the task has one of `statuses`; returns it. */
+export function waitForStatus(app: TestApp, token: string, id: string, statuses: string | string[], timeoutMs = 10_000): Promise<any> {
+  const wanted = Array.isArray(statuses) ? statuses : [statuses];
+  return waitForTask(app, token, id, (task) => wanted.includes(task.status), { timeoutMs, message: `task ${id} reaching ${wanted.join('/')}` });
+}
+
+/** Polls until the task waits as queued for retry number `retry`; returns it. */
+export function waitForRetryWait(app: TestApp, token: string, id: string, retry: number, timeoutMs = 5_000): Promise<any> {
+  return waitForTask(app, token, id, (task) => task.status === 'queued' && task.retry_count === retry, {
+    timeoutMs,
+    message: `task ${id} waiting for retry ${retry}`,
+  });
 }
 
 export interface LogRow {
