@@ -1,11 +1,13 @@
 /**
  * Benchmark: AutonomOS end to end next to raw pg-boss, on the same PostgreSQL in the same run.
  *
- *   npm run bench -- [--tasks N] [--concurrency C]
+ *   npm run bench -- [--tasks N] [--concurrency C] [--sequential M]
  *
  * Starts `src/main/all.ts` (API + worker, one process) against a fresh database and a local fake
- * Slack, creates N tasks over HTTP with C requests in flight, waits for all to succeed, and then
- * sends and works N no-op jobs with pg-boss alone. Prints one table and a JSON line.
+ * Slack, creates N tasks over HTTP with C requests in flight and waits for all to finish (create
+ * throughput and latency, end-to-end tasks/s, pickup under load), then M tasks one at a time
+ * (pickup when nothing else is queued). Then the same with raw pg-boss send + no-op work.
+ * Pickup is created → started. Prints a Markdown table and a JSON line.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,10 +21,13 @@ const { values: args } = parseArgs({
   options: {
     tasks: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '32' },
+    sequential: { type: 'string', default: '200' },
   },
 });
 const TASKS = Number(args.tasks);
 const CONCURRENCY = Number(args.concurrency);
+/** The unloaded phase: tasks created one at a time, each waited for, so pickup is the real wake-up time. */
+const SEQUENTIAL = Number(args.sequential);
 const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const ROOT = new URL('../', import.meta.url).pathname;
 
@@ -94,6 +99,8 @@ async function benchAutonomos(databaseUrl: string) {
       LOG_LEVEL: 'warn',
       SLACK_WEBHOOK_URL: `http://127.0.0.1:${(slack.address() as AddressInfo).port}/hook`,
       ...(process.env.WORKER_CONCURRENCY ? { WORKER_CONCURRENCY: process.env.WORKER_CONCURRENCY } : {}),
+      // e.g. BENCH_SERVICE_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the service.
+      ...(process.env.BENCH_SERVICE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_SERVICE_NODE_OPTIONS } : {}),
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -134,16 +141,38 @@ async function benchAutonomos(databaseUrl: string) {
       'all tasks to finish',
     );
     const endToEndSeconds = (performance.now() - startedAt) / 1000;
-    const { rows } = await db.query<{ pickup_ms: number; failed: boolean }>(
-      `select extract(epoch from started_at - created_at) * 1000 as pickup_ms, status = 'failed' as failed from tasks`,
-    );
+    const pickupMs = async (where: string) =>
+      (await db.query<{ pickup_ms: number }>(`select extract(epoch from started_at - created_at) * 1000 as pickup_ms from tasks ${where}`)).rows.map(
+        (row) => Number(row.pickup_ms),
+      );
+    const loaded = await pickupMs('');
+    const failed = Number((await db.query(`select count(*) as n from tasks where status = 'failed'`)).rows[0].n);
+
+    // Unloaded: one task at a time, the next created only once the previous has started.
+    const idleIds: string[] = [];
+    for (let index = 0; index < SEQUENTIAL; index++) {
+      const response = await fetch(`${base}/api/v1/tasks`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ payload: { action: 'post_to_slack', channel: '#bench-idle', message: `idle ${index}` } }),
+      });
+      const { id } = (await response.json()) as { id: string };
+      idleIds.push(id);
+      await until(
+        async () => ((await db.query('select 1 from tasks where id = $1 and started_at is not null', [id])).rowCount ? true : undefined),
+        10_000,
+        'an unloaded task to start',
+      );
+    }
+    const idle = await pickupMs(`where id = any('{${idleIds.join(',')}}'::uuid[])`);
     await db.end();
     return {
       createPerSecond: TASKS / createSeconds,
       createLatency: summary(createLatencies),
       endToEndPerSecond: TASKS / endToEndSeconds,
-      pickup: summary(rows.map((row) => Number(row.pickup_ms))),
-      failed: rows.filter((row) => row.failed).length,
+      pickupLoaded: summary(loaded),
+      pickupIdle: summary(idle),
+      failed,
     };
   } finally {
     service.kill('SIGTERM');
@@ -158,11 +187,18 @@ async function benchRawPgBoss(databaseUrl: string) {
   await boss.start();
   const queue = 'bench-noop';
   await boss.createQueue(queue, { policy: 'standard', notify: true, partition: true });
-  const pickups: number[] = [];
+  let pickups: number[] = [];
   let done = 0;
+  // The same work options as the AutonomOS worker (src/worker/worker.ts).
   await boss.work<{ sentAt: number }>(
     queue,
-    { batchSize: 4, burstWhenBatchFull: true, localConcurrency: 8, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 },
+    {
+      batchSize: 4,
+      burstWhenBatchFull: true,
+      localConcurrency: Number(process.env.WORKER_CONCURRENCY ?? 8),
+      pollingIntervalSeconds: 0.5,
+      notifyPollingIntervalSeconds: 0.5,
+    },
     async (jobs) => {
       for (const job of jobs) pickups.push(Date.now() - job.data.sentAt);
       done += jobs.length;
@@ -175,12 +211,19 @@ async function benchRawPgBoss(databaseUrl: string) {
   const sendSeconds = (performance.now() - startedAt) / 1000;
   await until(async () => (done >= TASKS ? true : undefined), 10 * 60_000, 'raw jobs');
   const endToEndSeconds = (performance.now() - startedAt) / 1000;
+  const loaded = pickups;
+  pickups = [];
+  for (let index = 0; index < SEQUENTIAL; index++) {
+    await boss.send(queue, { sentAt: Date.now() });
+    await until(async () => (pickups.length > index ? true : undefined), 10_000, 'an unloaded job to start');
+  }
   await boss.stop({ graceful: true, timeout: 5_000 });
   return {
     createPerSecond: TASKS / sendSeconds,
     createLatency: summary(sendLatencies),
     endToEndPerSecond: TASKS / endToEndSeconds,
-    pickup: summary(pickups),
+    pickupLoaded: summary(loaded),
+    pickupIdle: summary(pickups),
     failed: 0,
   };
 }
@@ -188,12 +231,21 @@ async function benchRawPgBoss(databaseUrl: string) {
 const autonomos = await withDatabase(benchAutonomos);
 const raw = await withDatabase(benchRawPgBoss);
 
-const row = (name: string, r: typeof autonomos) =>
-  `| ${name.padEnd(28)} | ${String(round(r.createPerSecond, 0)).padStart(9)} | ${String(round(r.createLatency.p50)).padStart(8)} | ${String(round(r.createLatency.p99)).padStart(8)} | ${String(round(r.endToEndPerSecond, 0)).padStart(8)} | ${String(round(r.pickup.p50)).padStart(10)} | ${String(round(r.pickup.p99)).padStart(10)} |`;
-console.log(`\n${TASKS} tasks, ${CONCURRENCY} in flight, Node ${process.version}\n`);
-console.log('| run                          | created/s | p50 (ms) | p99 (ms) | e2e/s    | pickup p50 | pickup p99 |');
-console.log('|------------------------------|-----------|----------|----------|----------|------------|------------|');
-console.log(row('AutonomOS (HTTP, API+worker)', autonomos));
-console.log(row('raw pg-boss send + work', raw));
+const cells = (r: typeof autonomos) =>
+  [
+    round(r.createPerSecond, 0),
+    round(r.createLatency.p50),
+    round(r.createLatency.p99),
+    round(r.endToEndPerSecond, 0),
+    round(r.pickupLoaded.p50),
+    round(r.pickupLoaded.p99),
+    round(r.pickupIdle.p50),
+    round(r.pickupIdle.p99),
+  ].join(' | ');
+console.log(`\n${TASKS} tasks with ${CONCURRENCY} requests in flight, then ${SEQUENTIAL} one at a time; Node ${process.version}\n`);
+console.log('| run | created/s | create p50 ms | create p99 ms | end-to-end tasks/s | pickup p50 ms (load) | pickup p99 ms (load) | pickup p50 ms (idle) | pickup p99 ms (idle) |');
+console.log('|---|---|---|---|---|---|---|---|---|');
+console.log(`| AutonomOS over HTTP (API + worker, one process) | ${cells(autonomos)} |`);
+console.log(`| raw pg-boss send + no-op work | ${cells(raw)} |`);
 console.log(`\n${autonomos.failed} AutonomOS tasks failed.`);
-console.log(JSON.stringify({ tasks: TASKS, concurrency: CONCURRENCY, autonomos, raw }));
+console.log(JSON.stringify({ tasks: TASKS, concurrency: CONCURRENCY, sequential: SEQUENTIAL, autonomos, raw }));

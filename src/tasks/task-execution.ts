@@ -72,22 +72,18 @@ export function createTaskExecution(deps: {
      */
     async begin(delivery: Delivery): Promise<Begin> {
       const store = taskStore(db, delivery.tenantId);
+      const thisDelivery = delivery.attempt.retryCount;
+      const claimed = await store.claim(delivery.taskId, thisDelivery, audit.started);
+      if (claimed) return { run: true, task: claimed };
+      // Not claimable: find out why.
       const task = await store.find(delivery.taskId);
       if (!task) return { run: false, reason: 'missing' };
-      const thisDelivery = delivery.attempt.retryCount;
       if (task.status === 'in_progress') {
         if (task.claimed_delivery !== null && task.claimed_delivery >= thisDelivery) return { run: false, reason: 'held elsewhere' };
         await fail(delivery, task.claimed_delivery ?? -1, LOST_ATTEMPT_ERROR);
         return { run: false, reason: 'lost attempt recorded' };
       }
-      if (task.status !== 'queued') return { run: false, reason: 'finished' };
-      const claimed = await db.transaction().execute(async (trx) => {
-        const trxStore = taskStore(trx, delivery.tenantId);
-        const row = await trxStore.claim(delivery.taskId, thisDelivery);
-        if (row) await trxStore.audit(row.id, audit.started);
-        return row;
-      });
-      return claimed ? { run: true, task: claimed } : { run: false, reason: 'not claimable' };
+      return { run: false, reason: task.status === 'queued' ? 'not claimable' : 'finished' };
     },
 
     /** in_progress → success, with the chained task created and enqueued in the same transaction. */
