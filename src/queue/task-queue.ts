@@ -1,6 +1,7 @@
 import { fromKysely, type JobAttempt, type PgBoss } from 'pg-boss';
-import type { Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database, TaskKind, TaskRow } from '../db/schema.js';
+import { BOSS_SCHEMA } from '../worker/boss.js';
 
 /** One pg-boss queue per task kind; AOA jobs are exclusive per tenant (issue 4). */
 export const TASK_QUEUE: Record<TaskKind, string> = { task: 'tasks', aoa: 'aoa' };
@@ -53,6 +54,35 @@ export interface TaskQueue {
    */
   complete(trx: Trx, task: TaskRow, attempt: JobAttempt): Promise<void>;
   enqueueCallback(trx: Trx, task: TaskRow): Promise<void>;
+  /** Whether the task's job can still run it (created, waiting for a retry, or active). */
+  hasLiveJob(trx: Trx, task: TaskRow): Promise<boolean>;
+}
+
+const LIVE_JOB_STATES = ['created', 'retry', 'active'];
+
+/**
+ * Unfinished tasks, untouched for `idleSeconds` and due, whose job no longer exists or is
+ * settled: the queue gave up on them (retries spent by repeated crashes, or a job deleted by
+ * retention while no worker ran). Read across tenants: this is the worker's housekeeping.
+ */
+export async function tasksWithoutLiveJob(db: Kysely<Database>, idleSeconds: number, limit: number) {
+  return db
+    .selectFrom('tasks')
+    .select(['tasks.id', 'tasks.tenant_id'])
+    .where('tasks.status', 'in', ['queued', 'in_progress'])
+    .where('tasks.updated_at', '<', sql<Date>`now() - make_interval(secs => ${idleSeconds})`)
+    .where((eb) => eb.or([eb('tasks.scheduled_for', 'is', null), eb('tasks.scheduled_for', '<=', sql<Date>`now()`)]))
+    .where(({ not, exists }) =>
+      not(
+        exists(
+          sql`(select 1 from ${sql.table(`${BOSS_SCHEMA}.job`)} j
+               where j.name = case tasks.kind when 'aoa' then ${TASK_QUEUE.aoa} else ${TASK_QUEUE.task} end
+                 and j.id = tasks.id and j.state::text in (${sql.join(LIVE_JOB_STATES)}))`,
+        ),
+      ),
+    )
+    .limit(limit)
+    .execute();
 }
 
 export function createTaskQueue(boss: PgBoss): TaskQueue {
@@ -88,6 +118,11 @@ export function createTaskQueue(boss: PgBoss): TaskQueue {
 
     async complete(trx, task, attempt) {
       await boss.complete(TASK_QUEUE[task.kind], attempt, null, { db: fromKysely(trx) });
+    },
+
+    async hasLiveJob(trx, task) {
+      const [job] = await boss.findJobs(TASK_QUEUE[task.kind], { id: task.id, db: fromKysely(trx) });
+      return job !== undefined && LIVE_JOB_STATES.includes(job.state);
     },
 
     async enqueueCallback(trx, task) {

@@ -21,6 +21,7 @@ export type Begin =
   | { run: false; reason: 'missing' | 'finished' | 'held elsewhere' | 'lost attempt recorded' | 'not claimable' };
 
 export const LOST_ATTEMPT_ERROR = 'The worker running this attempt stopped before it finished';
+export const ORPHANED_ERROR = 'The queue no longer holds a job for this task (its deliveries were used up or it expired)';
 
 /**
  * The worker's side of the task lifecycle. Every transition is guarded in SQL and commits with
@@ -107,6 +108,23 @@ export function createTaskExecution(deps: {
           await store.audit(done.id, audit.chained(next.id));
         }
         if (finished.callback_url) await queue.enqueueCallback(trx, finished);
+      });
+    },
+
+    /**
+     * Fails a task the queue has given up on, so that no task waits for ever. Checked again under
+     * the row lock: a task that moved on, or whose job is live after all, is left alone.
+     */
+    async failOrphaned(task: { id: string; tenantId: string }): Promise<boolean> {
+      return db.transaction().execute(async (trx) => {
+        const store = taskStore(trx, task.tenantId);
+        const current = await store.findForUpdate(task.id);
+        if (!current || (current.status !== 'queued' && current.status !== 'in_progress')) return false;
+        if (await queue.hasLiveJob(trx, current)) return false;
+        const failed = (await store.end(current.id, { status: 'failed', result: { error: ORPHANED_ERROR } }))!;
+        await store.audit(current.id, audit.failed(ORPHANED_ERROR), audit.permanentlyFailed);
+        if (failed.callback_url) await queue.enqueueCallback(trx, failed);
+        return true;
       });
     },
 

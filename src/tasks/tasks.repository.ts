@@ -106,10 +106,10 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
         .executeTakeFirst();
     },
 
-    /** queued/in_progress → canceled; anything else is left alone. */
-    async cancel(id: string, result: unknown): Promise<TaskRow | undefined> {
+    /** queued/in_progress → canceled (or failed, when its job is gone); anything else is left alone. */
+    async end(id: string, outcome: { status: Extract<TaskStatus, 'canceled' | 'failed'>; result: unknown }): Promise<TaskRow | undefined> {
       return updateTasks()
-        .set({ status: 'canceled', result: json(result), finished_at: sql`now()`, scheduled_for: null })
+        .set({ status: outcome.status, result: json(outcome.result), finished_at: sql`now()`, scheduled_for: null })
         .where('id', '=', id)
         .where('status', 'in', ['queued', 'in_progress'])
         .returningAll()

@@ -98,7 +98,7 @@ export function createTaskService(deps: { db: Db; queue: TaskQueue }): TaskServi
         if (!CANCELABLE.has(task.status)) {
           throw new AppError('conflict', `Task cannot be canceled in status ${task.status}`);
         }
-        const canceled = (await store.cancel(id, { message: 'Task canceled by user' }))!;
+        const canceled = (await store.end(id, { status: 'canceled', result: { message: 'Task canceled by user' } }))!;
         await store.audit(id, audit.canceled);
         await queue.cancel(trx, canceled);
         if (canceled.callback_url) await queue.enqueueCallback(trx, canceled);

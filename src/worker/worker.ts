@@ -4,9 +4,9 @@ import { actionFor } from '../actions/registry.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../logger.js';
-import { CALLBACK_QUEUE, createTaskQueue, TASK_QUEUE, type TaskJobData } from '../queue/task-queue.js';
+import { CALLBACK_QUEUE, createTaskQueue, TASK_QUEUE, tasksWithoutLiveJob, type TaskJobData } from '../queue/task-queue.js';
 import { createCallbackSender } from '../tasks/callbacks.js';
-import { createTaskExecution } from '../tasks/task-execution.js';
+import { createTaskExecution, type TaskExecution } from '../tasks/task-execution.js';
 import { startCancelWatch } from './cancel-watch.js';
 import { startHeartbeat } from './heartbeat.js';
 import { createTaskRunner, TaskJobSchema } from './task-runner.js';
@@ -31,6 +31,18 @@ const TASKS_PER_FETCH = 4;
 const DUE_WORK_POLL_SECONDS = 0.5;
 /** Wake a little after the due time, so the job's start_after has passed on the database's clock too. */
 const RETRY_WAKE_SLACK_MS = 20;
+const ORPHAN_SWEEP_INTERVAL_MS = 60_000;
+/** A task untouched this long while its job is gone is past any transition in flight. */
+const ORPHAN_IDLE_SECONDS = 120;
+
+/** Fails the tasks whose jobs the queue has given up on; returns how many. */
+export async function sweepOrphanedTasks(db: Db, execution: TaskExecution, idleSeconds = ORPHAN_IDLE_SECONDS): Promise<number> {
+  let failed = 0;
+  for (const task of await tasksWithoutLiveJob(db, idleSeconds, 100)) {
+    if (await execution.failOrphaned({ id: task.id, tenantId: task.tenant_id })) failed += 1;
+  }
+  return failed;
+}
 
 export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   const { db, boss, config, logger } = deps;
@@ -58,6 +70,10 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     resolveAction: (task) => actionFor(task.kind, task.payload),
   });
   const sendCallback = createCallbackSender({ db, config });
+  const orphanSweep = setInterval(() => {
+    sweepOrphanedTasks(db, execution).catch((error: unknown) => logger.warn('orphaned task sweep failed', { error }));
+  }, ORPHAN_SWEEP_INTERVAL_MS);
+  orphanSweep.unref();
 
   const pollOptions = {
     pollingIntervalSeconds: DUE_WORK_POLL_SECONDS,
@@ -107,6 +123,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       await Promise.race([drained, new Promise((resolve) => (graceTimer = setTimeout(resolve, graceMs)))]);
       clearTimeout(graceTimer);
       cancelWatch.stop();
+      clearInterval(orphanSweep);
       await heartbeat.stop();
     },
   };
