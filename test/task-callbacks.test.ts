@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { assertPublicDestination, isPublicAddress, NonPublicDestinationError } from '../src/lib/public-address.js';
+import { assertPublicHost, isPublicAddress, nonPublicCause, NonPublicDestinationError, publicOnlyDispatcher } from '../src/lib/public-address.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import {
   count,
@@ -187,7 +187,8 @@ describe('callbacks with the default configuration (SSRF guard)', () => {
       assert.ok(attempt, JSON.stringify(messages));
       const refusal = messages.at(-1)!;
       assert.match(refusal, /refused/);
-      assert.match(refusal, /non-public address/);
+      assert.match(refusal, /not a public address/);
+      assert.ok(!refusal.includes('resolves to'), 'how the name resolved stays out of the tenant-visible audit trail');
       assert.match(refusal, /CALLBACK_ALLOW_PRIVATE_NETWORKS/);
       assert.ok(!messages.some((message) => message.startsWith('Successfully sent callback')));
       assert.equal(target.received().length, 0, 'the receiver got nothing');
@@ -211,6 +212,7 @@ describe('isPublicAddress', () => {
     'fd12:3456::1',
     'fe80::1',
     '::ffff:127.0.0.1',
+    '::127.0.0.1',
     '::ffff:7f00:1',
     '::ffff:a9fe:a9fe',
     '64:ff9b::10.0.0.1',
@@ -235,12 +237,27 @@ describe('isPublicAddress', () => {
     assert.equal(isPublicAddress(''), false);
   });
 
-  test('assertPublicDestination checks the host of a URL, IPv6 literals included', async () => {
-    await assert.rejects(assertPublicDestination('http://127.0.0.1:8080/x'), NonPublicDestinationError);
-    await assert.rejects(assertPublicDestination('http://[::1]/x'), NonPublicDestinationError);
-    await assert.rejects(assertPublicDestination('http://169.254.169.254/latest/meta-data'), NonPublicDestinationError);
-    await assert.rejects(assertPublicDestination('http://localhost:1/x'), NonPublicDestinationError);
-    await assertPublicDestination('http://8.8.8.8/x');
-    await assertPublicDestination('https://[2606:4700::1111]/x');
+  test('assertPublicHost refuses non-public IP literals (which connect without a lookup), IPv6 included', () => {
+    assert.throws(() => assertPublicHost('http://127.0.0.1:8080/x'), NonPublicDestinationError);
+    assert.throws(() => assertPublicHost('http://[::1]/x'), NonPublicDestinationError);
+    assert.throws(() => assertPublicHost('http://169.254.169.254/latest/meta-data'), NonPublicDestinationError);
+    assertPublicHost('http://8.8.8.8/x');
+    assertPublicHost('https://[2606:4700::1111]/x');
+    assertPublicHost('https://example.com/x');
+  });
+
+  test('the public-only dispatcher checks the address it connects to, at connect time', async () => {
+    const server = await startFakeServer();
+    try {
+      const port = new URL(server.url).port;
+      const failure = await fetch(`http://localhost:${port}/x`, { dispatcher: publicOnlyDispatcher } as RequestInit).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      assert.ok(nonPublicCause(failure), `refused at connect time, got ${String(failure)}`);
+      assert.equal(server.requests.length, 0, 'nothing reached the server');
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -1,5 +1,6 @@
-import { lookup } from 'node:dns/promises';
+import { lookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
+import { Agent } from 'undici';
 
 /** Addresses a callback must never reach: this host, private networks, cloud metadata and the like. */
 const NON_PUBLIC = new BlockList();
@@ -22,8 +23,8 @@ for (const [network, prefix] of [
   NON_PUBLIC.addSubnet(network, prefix, 'ipv4');
 }
 for (const [network, prefix] of [
-  ['::', 128], // unspecified
-  ['::1', 128], // loopback
+  ['::', 96], // unspecified, loopback (::1) and IPv4-compatible ::a.b.c.d
+  ['::ffff:0:0:0', 96], // IPv4-translated
   ['fc00::', 7], // unique local
   ['fe80::', 10], // link-local
   ['ff00::', 8], // multicast
@@ -57,15 +58,37 @@ export class NonPublicDestinationError extends Error {
   override name = 'NonPublicDestinationError';
 }
 
+type LookupCallback = (error: Error | null, address: string | LookupAddress[], family?: number) => void;
+
 /**
- * Resolves the URL's host and throws unless every address it resolves to is public. Every
- * address must pass, since the HTTP client may pick any of them.
+ * A DNS lookup for outgoing connections that fails unless every address the name resolves to is
+ * public. Used as the connection's own lookup, the address checked is the address connected
+ * to: a name that answers "public" to a first lookup and "169.254.169.254" to the next (DNS
+ * rebinding) gains nothing.
  */
-export async function assertPublicDestination(url: string): Promise<void> {
+function publicOnlyLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
+  lookup(hostname, { ...options, all: true, verbatim: true }, (error, addresses) => {
+    if (error) return callback(error, []);
+    const blocked = addresses.find((entry) => !isPublicAddress(entry.address));
+    if (blocked) return callback(new NonPublicDestinationError(`${hostname} resolves to non-public address ${blocked.address}`), []);
+    if (options.all) return callback(null, addresses);
+    return callback(null, addresses[0]!.address, addresses[0]!.family);
+  });
+}
+
+/** An HTTP dispatcher whose connections only ever reach public addresses. */
+export const publicOnlyDispatcher = new Agent({ connect: { lookup: publicOnlyLookup } });
+
+/** IP literals are connected to without any lookup, so they are checked here, before the request. */
+export function assertPublicHost(url: string): void {
   const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
-  const addresses = isIP(host) ? [host] : (await lookup(host, { all: true, verbatim: true })).map((entry) => entry.address);
-  const blocked = addresses.find((address) => !isPublicAddress(address));
-  if (blocked !== undefined) {
-    throw new NonPublicDestinationError(`${host} resolves to non-public address ${blocked}`);
+  if (isIP(host) && !isPublicAddress(host)) throw new NonPublicDestinationError(`${host} is not a public address`);
+}
+
+/** The NonPublicDestinationError behind a failed request, however deep the HTTP client wrapped it. */
+export function nonPublicCause(error: unknown): NonPublicDestinationError | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 8; current = current.cause, depth++) {
+    if (current instanceof NonPublicDestinationError) return current;
   }
+  return undefined;
 }

@@ -1,7 +1,8 @@
 import { FetchError, ofetch } from 'ofetch';
 import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
-import { assertPublicDestination, NonPublicDestinationError } from '../lib/public-address.js';
+import type { Logger } from '../logger.js';
+import { assertPublicHost, nonPublicCause, publicOnlyDispatcher } from '../lib/public-address.js';
 import { audit } from './audit-messages.js';
 import { toTaskOut } from './task-json.js';
 import { taskStore } from './tasks.repository.js';
@@ -10,8 +11,8 @@ import { taskStore } from './tasks.repository.js';
  * Posts a finished task's JSON to its callback URL, once. Every step is audited; the outcome never
  * changes the task.
  */
-export function createCallbackSender(deps: { db: Db; config: Config }) {
-  const { db, config } = deps;
+export function createCallbackSender(deps: { db: Db; config: Config; logger: Logger }) {
+  const { db, config, logger } = deps;
   return async function sendCallback(target: { taskId: string; tenantId: string }): Promise<void> {
     const store = taskStore(db, target.tenantId);
     const task = await store.find(target.taskId);
@@ -19,20 +20,28 @@ export function createCallbackSender(deps: { db: Db; config: Config }) {
     const url = task.callback_url;
     await store.audit(task.id, audit.callbackAttempt(url));
     try {
-      if (!config.callbackAllowPrivateNetworks) await assertPublicDestination(url);
+      if (!config.callbackAllowPrivateNetworks) assertPublicHost(url);
       const response = await ofetch.raw(url, {
+        ...(config.callbackAllowPrivateNetworks ? {} : { dispatcher: publicOnlyDispatcher }),
         method: 'POST',
         body: toTaskOut(task),
         timeout: config.callbackTimeoutSeconds * 1000,
         retry: 0,
-        // A redirect could lead anywhere, including to addresses the check above refused.
+        // A redirect could lead anywhere, including to addresses the checks refuse.
         redirect: 'manual',
         responseType: 'text',
       });
       await store.audit(task.id, audit.callbackSent(response.status));
     } catch (error) {
-      if (error instanceof NonPublicDestinationError) {
-        await store.audit(task.id, audit.callbackRefused(url, `${error.message}; set CALLBACK_ALLOW_PRIVATE_NETWORKS=true to allow it`));
+      const refusal = nonPublicCause(error);
+      if (refusal) {
+        // The resolved address stays in the server log: the tenant reads the audit trail, and must
+        // not learn how internal names resolve.
+        logger.warn('callback refused', { task_id: task.id, tenant_id: task.tenant_id, reason: refusal.message });
+        await store.audit(
+          task.id,
+          audit.callbackRefused(url, 'the target is not a public address (set CALLBACK_ALLOW_PRIVATE_NETWORKS=true to allow private targets)'),
+        );
         return;
       }
       const reason =

@@ -69,7 +69,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     cancelWatch,
     resolveAction: (task) => actionFor(task.kind, task.payload),
   });
-  const sendCallback = createCallbackSender({ db, config });
+  const sendCallback = createCallbackSender({ db, config, logger });
   const orphanSweep = setInterval(() => {
     sweepOrphanedTasks(db, execution).catch((error: unknown) => logger.warn('orphaned task sweep failed', { error }));
   }, ORPHAN_SWEEP_INTERVAL_MS);
