@@ -237,6 +237,27 @@ describe('POST /api/v1/tasks refuses what cannot run, storing nothing', () => {
     assert.deepEqual(await counts(), before);
   });
 
+  test('422, not a crash: unknown payload fields nested 10000 deep', async () => {
+    const before = await counts();
+    const deep = '{"x":'.repeat(10_000) + '1' + '}'.repeat(10_000);
+    const text = `{"payload":{"action":"post_to_slack","channel":"#c","message":"m","extra":${deep}}}`;
+    const response = await app.request('POST', '/api/v1/tasks', {
+      token: user.token,
+      headers: { 'Content-Type': 'application/json' },
+      body: text,
+    });
+    const detail = assertValidationError(response, 'payload depth 10000');
+    assert.match(detail.map((issue) => issue.msg).join(' '), /64/, 'the message names the limit');
+    assert.deepEqual(await counts(), before);
+  });
+
+  test('unknown payload fields nested within the limit are stored as given', async () => {
+    const extra = { level: { level: { level: { value: [1, { deep: true }] } } } };
+    const created = await post({ payload: { action: 'post_to_slack', channel: '#c', message: 'm', extra } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.deepEqual(created.body.payload.extra, extra);
+  });
+
   test('a chain of exactly 25 follow-up tasks is accepted and stored whole', async () => {
     const before = await counts();
     const created = await post(chain(25));

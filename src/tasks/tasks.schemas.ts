@@ -90,6 +90,24 @@ export function chainDepth(body: unknown): number {
   return depth;
 }
 
+/**
+ * Payloads keep fields we do not know, stored as given; storing means JSON.stringify, which
+ * recursion would overflow on a body nested thousands deep. A full chain needs ~27 levels.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** Whether `value` nests objects and arrays at most `max` deep; iterative, so depth cannot overflow it. */
+export function nestsAtMost(value: unknown, max: number): boolean {
+  const pending: [unknown, number][] = [[value, 1]];
+  while (pending.length > 0) {
+    const [current, depth] = pending.pop()!;
+    if (typeof current !== 'object' || current === null) continue;
+    if (depth > max) return false;
+    for (const child of Object.values(current)) pending.push([child, depth + 1]);
+  }
+  return true;
+}
+
 const Timestamp = v.nullable(v.pipe(v.string(), v.isoTimestamp()));
 
 export const TaskOut = v.object({
@@ -129,5 +147,6 @@ export const CreateTaskBody = v.pipe(
     (value) => chainDepth(value) <= MAX_CHAIN_DEPTH,
     `on_success_next_task may nest at most ${MAX_CHAIN_DEPTH} follow-up tasks`,
   ),
+  v.check((value) => nestsAtMost(value, MAX_JSON_DEPTH), `The task may nest JSON at most ${MAX_JSON_DEPTH} levels deep`),
   TaskBody,
 );
