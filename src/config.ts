@@ -83,7 +83,7 @@ export interface Config {
   readonly callbackTimeoutSeconds: number;
   readonly callbackAllowPrivateNetworks: boolean;
   readonly maxBodyBytes: number;
-  /** Parallel fetch loops per worker process; each runs a batch of up to 4 tasks at once. */
+  /** Parallel fetch loops per task queue (plain and AOA) in a worker process; each runs a batch of up to 4 tasks at once. */
   readonly workerConcurrency: number;
   readonly logLevel: Env['LOG_LEVEL'];
 }

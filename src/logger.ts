@@ -20,6 +20,8 @@ function redact(value: unknown, depth = 0): unknown {
     return {
       name: value.name,
       message: value.message,
+      // Stacks carry file names and lines, never values: the one clue to an unexpected error.
+      ...(value.stack ? { stack: value.stack } : {}),
       ...(value.cause !== undefined && depth < 4 ? { cause: redact(value.cause, depth + 1) } : {}),
     };
   }

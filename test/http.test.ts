@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { createDb, type Db } from '../src/db/client.js';
 import { createApp } from '../src/http/app.js';
 import { createLogger, silentLogger } from '../src/logger.js';
-import { createBoss } from '../src/worker/boss.js';
+import { createBoss } from '../src/queue/boss.js';
 import { startTestApp, testConfig, type TestApp, type TestResponse } from './helpers/app.js';
 import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
 

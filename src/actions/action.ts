@@ -7,9 +7,8 @@ export interface ActionContext {
   config: Config;
   /** Writes an audit entry for this task at once (for steps before a state change). */
   audit(message: string): Promise<void>;
-  /** Identifies the request that created the task and the tenant, for downstream calls. */
+  /** The task's tenant, which downstream calls must carry (e.g. X-Tenant-ID). */
   tenantId: string;
-  taskId: string;
 }
 
 export interface ActionOutcome {

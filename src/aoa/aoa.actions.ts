@@ -2,6 +2,8 @@ import * as v from 'valibot';
 import { ActionError, type Action, type ActionContext } from '../actions/action.js';
 import { auditedBody, callDcl } from './dcl-client.js';
 
+const STORED_BODY_BYTES = 64 * 1024;
+
 const RequestId = v.optional(v.string(), 'unknown');
 
 const ConnectPayload = v.looseObject({ action: v.literal('aoa_connect'), request_id: RequestId });
@@ -29,7 +31,12 @@ async function runDclCall(
     throw new ActionError(`Legacy DCL ${target} answered with status ${response.status}`);
   }
   return {
-    result: { message: `${call.label} succeeded`, downstream_status: response.status, response: response.json ?? response.text },
+    result: {
+      message: `${call.label} succeeded`,
+      downstream_status: response.status,
+      // A task result is no place for a huge body: beyond 64 KB only the audited excerpt is kept.
+      response: Buffer.byteLength(response.text) <= STORED_BODY_BYTES ? (response.json ?? response.text) : auditedBody(response.text),
+    },
     audit: [answered],
   };
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hash, verify } from '@node-rs/argon2';
 import type { Db } from '../db/client.js';
 import { violatedUniqueConstraint } from '../db/errors.js';
-import { AppError } from '../errors.js';
+import { AppError, notAuthenticated } from '../errors.js';
 import type { AuthContext } from '../http/types.js';
 import * as users from './auth.repository.js';
 import type { TokenOut, UserOut } from './auth.schemas.js';
@@ -60,7 +60,7 @@ export function createAuthService(deps: { db: Db; tokens: TokenIssuer }): AuthSe
       const user = await users.findUserByEmail(db, email);
       const passwordMatches = await verify(user?.hashed_password ?? (await getDecoyHash()), password).catch(() => false);
       if (!user || !passwordMatches) {
-        throw new AppError('unauthorized', BAD_CREDENTIALS, { headers: { 'WWW-Authenticate': 'Bearer' } });
+        throw notAuthenticated(BAD_CREDENTIALS);
       }
       const accessToken = await tokens.issue({ userId: user.id, tenantId: user.tenant_id, email: user.email });
       return { access_token: accessToken, token_type: 'bearer' };
@@ -68,7 +68,7 @@ export function createAuthService(deps: { db: Db; tokens: TokenIssuer }): AuthSe
 
     async currentUser(auth) {
       const user = await users.findUserInTenant(db, auth.tenantId, auth.userId);
-      if (!user) throw new AppError('unauthorized', 'Could not validate credentials', { headers: { 'WWW-Authenticate': 'Bearer' } });
+      if (!user) throw notAuthenticated();
       return toUserOut(user, user.tenant_name);
     },
   };

@@ -1,9 +1,9 @@
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { notAuthenticated } from '../errors.js';
 import type { AuthContext } from '../http/types.js';
+import { isUuid } from '../lib/uuid.js';
 
 const ALGORITHM = 'HS256';
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface TokenIssuer {
   issue(user: AuthContext): Promise<string>;
@@ -26,7 +26,7 @@ export function createTokenIssuer(secret: string, expireMinutes: number): TokenI
       try {
         const { payload } = await jwtVerify(token, key, { algorithms: [ALGORITHM], requiredClaims: ['exp', 'sub'] });
         const { user_id: userId, tenant_id: tenantId, sub } = payload;
-        if (typeof userId !== 'string' || !UUID.test(userId) || typeof tenantId !== 'string' || !UUID.test(tenantId)) {
+        if (!isUuid(userId) || !isUuid(tenantId)) {
           throw notAuthenticated();
         }
         return { userId, tenantId, email: sub as string };

@@ -8,7 +8,7 @@ export type Db = Kysely<Database>;
 export function createDb(connectionString: string, options: { max?: number; applicationName?: string } = {}): Db {
   const pool = new pg.Pool({
     connectionString,
-    max: options.max ?? 10,
+    max: options.max ?? 20,
     application_name: options.applicationName ?? 'autonomos',
     connectionTimeoutMillis: 10_000,
   });

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { ColumnType, Generated, Selectable } from 'kysely';
 
 /** Timestamps come back as Date and are written as Date or ISO strings. */
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -70,9 +70,4 @@ export interface Database {
   worker_heartbeats: WorkerHeartbeatsTable;
 }
 
-export type TenantRow = Selectable<TenantsTable>;
-export type UserRow = Selectable<UsersTable>;
-export type NewUser = Insertable<UsersTable>;
 export type TaskRow = Selectable<TasksTable>;
-export type TaskUpdate = Updateable<TasksTable>;
-export type TaskLogRow = Selectable<TaskLogsTable>;

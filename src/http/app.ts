@@ -1,4 +1,4 @@
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { methodNotAllowed } from 'hono/method-not-allowed';
@@ -36,6 +36,11 @@ const API_INFO = {
   description: 'Multi-tenant task orchestration on PostgreSQL.',
 };
 
+/** The one place an AppError becomes a response: its status, `{"detail": ...}` and headers. */
+function errorResponse(c: Context, error: AppError) {
+  return c.json({ detail: error.detail, ...error.extra }, error.status, error.headers);
+}
+
 /** Builds the HTTP application. Everything it touches is passed in, so tests build their own. */
 export function createApp(deps: AppDeps) {
   const { db, boss, config, logger } = deps;
@@ -45,11 +50,17 @@ export function createApp(deps: AppDeps) {
   const app = new Hono<AppEnv>();
   app.use(requestContext(logger));
   app.use(corsForOrigins(config.allowedWebOrigins));
-  app.use(methodNotAllowed({ app, onMethodNotAllowed: (c, methods) => c.json({ detail: 'Method Not Allowed' }, 405, { Allow: methods.join(', ') }) }));
+  app.use(
+    methodNotAllowed({
+      app,
+      onMethodNotAllowed: (c, methods) =>
+        errorResponse(c, new AppError('method_not_allowed', 'Method Not Allowed', { headers: { Allow: methods.join(', ') } })),
+    }),
+  );
   app.use(
     bodyLimit({
       maxSize: config.maxBodyBytes,
-      onError: (c) => c.json({ detail: `Request body exceeds ${config.maxBodyBytes} bytes` }, 413),
+      onError: (c) => errorResponse(c, new AppError('payload_too_large', `Request body exceeds ${config.maxBodyBytes} bytes`)),
     }),
   );
 
@@ -64,11 +75,9 @@ export function createApp(deps: AppDeps) {
   app.get('/docs', (c) => c.html(swaggerUiHtml('/openapi.json')));
   app.get('/redoc', (c) => c.html(redocHtml('/openapi.json')));
 
-  app.notFound((c) => c.json({ detail: 'Not Found' }, 404));
+  app.notFound((c) => errorResponse(c, new AppError('not_found', 'Not Found')));
   app.onError((error, c) => {
-    if (error instanceof AppError) {
-      return c.json({ detail: error.detail, ...error.extra }, error.status, error.headers);
-    }
+    if (error instanceof AppError) return errorResponse(c, error);
     if (error instanceof HTTPException) {
       // Hono's own refusals (malformed JSON and the like) carry a safe message.
       return c.json({ detail: error.message || 'Bad Request' }, error.status as ContentfulStatusCode);

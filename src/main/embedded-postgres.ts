@@ -43,6 +43,18 @@ function firstClosedAncestor(path: string): string | undefined {
   return ancestors.find((dir) => existsSync(dir) && (statSync(dir).mode & 0o001) === 0);
 }
 
+/** Whether `pid` is a postmaster serving `dataDir` (a stale pid file may name any process by now). */
+function isPostmasterOf(pid: number, dataDir: string): boolean {
+  // Without /proc (macOS) there is no cheap way to tell: trust the pid file, as PostgreSQL does.
+  if (!existsSync('/proc')) return true;
+  try {
+    const commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return commandLine.some((part) => part.endsWith('postgres')) && commandLine.includes(dataDir);
+  } catch {
+    return false;
+  }
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -61,7 +73,7 @@ async function stopOrphanedServer(dataDir: string, logger: Logger): Promise<void
   const pidFile = join(dataDir, 'postmaster.pid');
   if (!existsSync(pidFile)) return;
   const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid) || !isPostmasterOf(pid, dataDir)) return;
   const owner = existsSync(ownerFile(dataDir)) ? Number(readFileSync(ownerFile(dataDir), 'utf8')) : NaN;
   if (Number.isInteger(owner) && owner !== process.pid && isAlive(owner)) {
     throw new EmbeddedPostgresError(
@@ -104,6 +116,7 @@ async function spawnPostmaster(binary: string, dataDir: string, port: number, as
       if (output.includes('database system is ready to accept connections')) resolveStart();
     });
     child.once('exit', (code) => reject(new EmbeddedPostgresError(`PostgreSQL exited during start-up (code ${code}): ${output.trim()}`)));
+    child.once('error', (error) => reject(new EmbeddedPostgresError(`PostgreSQL could not be started: ${error.message}`, { cause: error })));
   });
   return {
     async stop() {

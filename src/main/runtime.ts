@@ -6,7 +6,7 @@ import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
 import { createLogger, type Logger } from '../logger.js';
 import { declareQueues } from '../queue/task-queue.js';
-import { createBoss } from '../worker/boss.js';
+import { createBoss } from '../queue/boss.js';
 import { startWorker } from '../worker/worker.js';
 import { persistentDevelopmentSecret } from './dev-secret.js';
 import { EmbeddedPostgresError, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';

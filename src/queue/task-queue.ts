@@ -1,7 +1,7 @@
 import { fromKysely, type JobAttempt, type PgBoss } from 'pg-boss';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database, TaskKind, TaskRow } from '../db/schema.js';
-import { BOSS_SCHEMA } from '../worker/boss.js';
+import { BOSS_SCHEMA } from './boss.js';
 
 /** One pg-boss queue per task kind; AOA jobs are exclusive per tenant (issue 4). */
 export const TASK_QUEUE: Record<TaskKind, string> = { task: 'tasks', aoa: 'aoa' };
@@ -49,8 +49,9 @@ export interface TaskQueue {
   /** Ends the current delivery as failed and holds the job back until `runAt`. */
   retryAt(trx: Trx, task: TaskRow, attempt: JobAttempt, runAt: Date, error: string): Promise<void>;
   /**
-   * Settles the job with the task's final status. pg-boss would only settle it once the whole
-   * fetched batch is done, so an AOA slot would outlive its finished task by a batch-mate's run.
+   * Completes the job of a task that reached a final state, in that state change's transaction.
+   * pg-boss would only settle it once the whole fetched batch is done, so an AOA slot would
+   * outlive its finished task by a batch-mate's run.
    */
   complete(trx: Trx, task: TaskRow, attempt: JobAttempt): Promise<void>;
   enqueueCallback(trx: Trx, task: TaskRow): Promise<void>;

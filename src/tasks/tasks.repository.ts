@@ -120,7 +120,7 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
       return updateTasks().set({ next_task_id: nextTaskId }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
     },
 
-    /** The tenant's AOA task that is queued or running, if any. */
+    /** The tenant's oldest task of this kind that is queued or running, if any. */
     async findActive(kind: TaskKind): Promise<TaskRow | undefined> {
       return tasks()
         .selectAll()

@@ -3,20 +3,20 @@ import type { Db } from '../db/client.js';
 import type { Database, TaskKind, TaskRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { AuthContext } from '../http/types.js';
+import { isUuid } from '../lib/uuid.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
 import { toTaskLogOut, toTaskOut } from './task-json.js';
 import { taskStore, type TaskStore } from './tasks.repository.js';
 import type { TaskBody, TaskLogOut, TaskOut } from './tasks.schemas.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const CANCELABLE = new Set(['queued', 'in_progress']);
 
 export const taskNotFound = () => new AppError('not_found', 'Task not found');
 
 /** A non-UUID id cannot name a task: the same 404 as a missing one, without asking the database. */
 export function assertTaskId(id: string): void {
-  if (!UUID.test(id)) throw taskNotFound();
+  if (!isUuid(id)) throw taskNotFound();
 }
 
 export interface TaskOrigin {

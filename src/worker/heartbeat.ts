@@ -17,12 +17,15 @@ export interface Heartbeat {
  */
 export async function startHeartbeat(db: Db, logger: Logger): Promise<Heartbeat> {
   const workerId = randomUUID();
-  const beat = () =>
-    db
+  const beat = async () => {
+    await db
       .insertInto('worker_heartbeats')
       .values({ id: workerId, hostname: hostname(), pid: process.pid })
       .onConflict((oc) => oc.column('id').doUpdateSet({ last_seen_at: sql`now()` }))
       .execute();
+    // Killed workers never delete their row; a day later it only clutters the table.
+    await db.deleteFrom('worker_heartbeats').where('last_seen_at', '<', sql<Date>`now() - interval '1 day'`).execute();
+  };
   await beat();
   const timer = setInterval(() => {
     beat().catch((error: unknown) => logger.warn('heartbeat failed', { error }));

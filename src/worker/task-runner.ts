@@ -95,7 +95,6 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
           signal: controller.signal,
           config,
           tenantId: task.tenant_id,
-          taskId: task.id,
           audit: (message) => store.audit(task.id, message),
         }),
         controller.signal,

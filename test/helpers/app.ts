@@ -8,7 +8,7 @@ import { createDb, type Db } from '../../src/db/client.js';
 import { createApp } from '../../src/http/app.js';
 import { silentLogger } from '../../src/logger.js';
 import { declareQueues } from '../../src/queue/task-queue.js';
-import { createBoss } from '../../src/worker/boss.js';
+import { createBoss } from '../../src/queue/boss.js';
 import { startWorker, type Worker } from '../../src/worker/worker.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 

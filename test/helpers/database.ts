@@ -6,7 +6,7 @@ import { PgBoss } from 'pg-boss';
 import { createDb } from '../../src/db/client.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
 import { declareQueues } from '../../src/queue/task-queue.js';
-import { BOSS_SCHEMA } from '../../src/worker/boss.js';
+import { BOSS_SCHEMA } from '../../src/queue/boss.js';
 
 /** The server the tests create their databases on; the suite needs CREATE DATABASE rights. */
 export const ADMIN_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
