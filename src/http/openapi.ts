@@ -121,9 +121,6 @@ export function buildOpenApiDocument(app: Hono<any>, info: { title: string; vers
         ...(schema ? { content: { 'application/json': { schema } } } : {}),
       };
     }
-    // A request schema is documented with every schema of its pipes merged ('ignore'), not just the
-    // first ('input'): a pipe may start with a permissive pre-check (unknown, or a custom
-    // object test) before the real shape, and 'input' would document that pre-check as {}.
     if (doc.requestBody) {
       responses['422'] ??= { description: 'Validation error', content: { 'application/json': { schema: ERROR_SCHEMA } } };
     }
@@ -136,6 +133,9 @@ export function buildOpenApiDocument(app: Hono<any>, info: { title: string; vers
       ...(doc.parameters?.length ? { parameters: doc.parameters } : {}),
       ...(doc.requestBody
         ? {
+            // Documented with every schema of its pipes merged ('ignore'), not just the first
+            // ('input'): a pipe may start with a permissive pre-check (unknown, or a custom object
+            // test) before the real shape, and 'input' would document that pre-check as {}.
             requestBody: {
               required: true,
               content: { [doc.requestBody.contentType]: { schema: jsonSchema(doc.requestBody.schema, 'ignore', schemas) } },
