@@ -1,7 +1,7 @@
 /**
  * Benchmark: AutonomOS end to end next to raw pg-boss, on the same PostgreSQL in the same run.
  *
- *   npm run bench -- [--tasks N] [--concurrency C] [--sequential M]
+ *   npm run bench -- [--tasks N] [--concurrency C] [--sequential M] [--split]
  *
  * Starts `src/main/all.ts` (API + worker, one process) against a fresh database and a local fake
  * Slack, creates N tasks over HTTP with C requests in flight and waits for all to finish (create
@@ -22,6 +22,7 @@ const { values: args } = parseArgs({
     tasks: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '32' },
     sequential: { type: 'string', default: '200' },
+    split: { type: 'boolean', default: false },
   },
 });
 const TASKS = Number(args.tasks);
@@ -87,12 +88,15 @@ async function benchAutonomos(databaseUrl: string) {
   });
   await new Promise<void>((resolve) => slack.listen(0, '127.0.0.1', resolve));
   const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const service = spawn(process.execPath, ['--import', 'tsx', 'src/main/all.ts'], {
+  const secret = randomBytes(32).toString('hex');
+  // --split runs the API and the worker as two processes (two cores), as a deployment would.
+  const entrypoints = args.split ? ['api', 'worker'] : ['all'];
+  const services = entrypoints.map((mode) => spawn(process.execPath, ['--import', 'tsx', `src/main/${mode}.ts`], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',
       NODE_ENV: 'production',
-      SECRET_KEY: randomBytes(32).toString('hex'),
+      SECRET_KEY: secret,
       DATABASE_URL: databaseUrl,
       PORT: String(port),
       HOST: '127.0.0.1',
@@ -103,10 +107,10 @@ async function benchAutonomos(databaseUrl: string) {
       ...(process.env.BENCH_SERVICE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_SERVICE_NODE_OPTIONS } : {}),
     },
     stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  }));
   const base = `http://127.0.0.1:${port}`;
   try {
-    await until(async () => (await fetch(`${base}/health/api`).then((r) => r.ok).catch(() => false)) || undefined, 30_000, 'the service');
+    await until(async () => (await fetch(`${base}/health/worker`).then((r) => r.ok).catch(() => false)) || undefined, 30_000, 'the service');
     const credentials = { email: `bench-${randomBytes(3).toString('hex')}@example.com`, password: 'benchmark-password' };
     await fetch(`${base}/api/v1/auth/register`, {
       method: 'POST',
@@ -175,8 +179,12 @@ async function benchAutonomos(databaseUrl: string) {
       failed,
     };
   } finally {
-    service.kill('SIGTERM');
-    await new Promise((resolve) => service.once('exit', resolve));
+    await Promise.all(
+      services.map((service) => {
+        service.kill('SIGTERM');
+        return new Promise((resolve) => service.once('exit', resolve));
+      }),
+    );
     slack.close();
   }
 }
@@ -245,7 +253,7 @@ const cells = (r: typeof autonomos) =>
 console.log(`\n${TASKS} tasks with ${CONCURRENCY} requests in flight, then ${SEQUENTIAL} one at a time; Node ${process.version}\n`);
 console.log('| run | created/s | create p50 ms | create p99 ms | end-to-end tasks/s | pickup p50 ms (load) | pickup p99 ms (load) | pickup p50 ms (idle) | pickup p99 ms (idle) |');
 console.log('|---|---|---|---|---|---|---|---|---|');
-console.log(`| AutonomOS over HTTP (API + worker, one process) | ${cells(autonomos)} |`);
+console.log(`| AutonomOS over HTTP (${args.split ? 'API and worker processes' : 'API + worker, one process'}) | ${cells(autonomos)} |`);
 console.log(`| raw pg-boss send + no-op work | ${cells(raw)} |`);
 console.log(`\n${autonomos.failed} AutonomOS tasks failed.`);
 console.log(JSON.stringify({ tasks: TASKS, concurrency: CONCURRENCY, sequential: SEQUENTIAL, autonomos, raw }));
