@@ -29,6 +29,8 @@ async function checkWorker(): Promise<string> {
     statement_timeout: TIMEOUT_MS,
     application_name: 'autonomos-healthcheck',
   });
+  // A connection lost mid-check is reported by the query's rejection; unheard, the event would crash us.
+  client.on('error', () => {});
   await client.connect();
   try {
     const result = await client.query(

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { FAULT_POINTS, type FaultPoint } from './lib/fault-injection.js';
 
 /** Secrets shorter than this are refused outside development: HS256 keys need real entropy. */
 export const MIN_SECRET_LENGTH = 32;
@@ -59,11 +60,15 @@ const EnvSchema = v.object({
     v.regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, 'must be a comma-separated list of whole seconds'),
     v.transform((value) => value.split(',').map((part) => Number(part.trim()))),
   ),
+  DATABASE_STARTUP_TIMEOUT_SECONDS: positiveInteger(60, 3600),
+  SLACK_TIMEOUT_SECONDS: positiveInteger(30, 300),
+  LEGACY_DCL_TIMEOUT_SECONDS: positiveInteger(10, 300),
   CALLBACK_TIMEOUT_SECONDS: positiveInteger(10, 300),
   CALLBACK_ALLOW_PRIVATE_NETWORKS: booleanFlag(false),
   MAX_BODY_BYTES: positiveInteger(MIB, 100 * MIB),
   WORKER_CONCURRENCY: positiveInteger(8, 256),
   LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error']), 'info'),
+  FAULT_INJECTION_POINT: v.optional(v.picklist(['', ...FAULT_POINTS], `must be one of ${FAULT_POINTS.join(', ')}`), ''),
 });
 
 export type Env = v.InferOutput<typeof EnvSchema>;
@@ -80,12 +85,21 @@ export interface Config {
   readonly legacyDclBaseUrl: string | undefined;
   readonly allowedWebOrigins: readonly string[];
   readonly retryDelaysSeconds: readonly number[];
+  /** How long a starting process waits for its database to accept connections before it gives up. */
+  readonly databaseStartupTimeoutSeconds: number;
+  /** One deadline for a whole Slack call: connecting, the answer's headers and its body. */
+  readonly slackTimeoutSeconds: number;
+  /** One deadline for a whole Legacy DCL call. */
+  readonly legacyDclTimeoutSeconds: number;
+  /** One deadline for a whole callback delivery. */
   readonly callbackTimeoutSeconds: number;
   readonly callbackAllowPrivateNetworks: boolean;
   readonly maxBodyBytes: number;
   /** Parallel fetch loops per task queue (plain and AOA) in a worker process; each runs a batch of up to 4 tasks at once. */
   readonly workerConcurrency: number;
   readonly logLevel: Env['LOG_LEVEL'];
+  /** Tests only: the point at which a worker kills itself (SIGKILL) to prove crash recovery. */
+  readonly faultInjectionPoint: FaultPoint | undefined;
 }
 
 export class ConfigError extends Error {
@@ -114,6 +128,9 @@ export function loadConfig(
     throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
   }
   const env = parsed.output;
+  if (env.FAULT_INJECTION_POINT !== '' && env.NODE_ENV === 'production') {
+    throw new ConfigError('FAULT_INJECTION_POINT is for tests only and is refused when NODE_ENV=production');
+  }
   return Object.freeze({
     env: env.NODE_ENV,
     host: env.HOST,
@@ -125,11 +142,15 @@ export function loadConfig(
     legacyDclBaseUrl: env.LEGACY_DCL_BASE_URL?.replace(/\/+$/, ''),
     allowedWebOrigins: Object.freeze(env.ALLOWED_WEB_ORIGIN),
     retryDelaysSeconds: Object.freeze(env.RETRY_DELAYS_SECONDS),
+    databaseStartupTimeoutSeconds: env.DATABASE_STARTUP_TIMEOUT_SECONDS,
+    slackTimeoutSeconds: env.SLACK_TIMEOUT_SECONDS,
+    legacyDclTimeoutSeconds: env.LEGACY_DCL_TIMEOUT_SECONDS,
     callbackTimeoutSeconds: env.CALLBACK_TIMEOUT_SECONDS,
     callbackAllowPrivateNetworks: env.CALLBACK_ALLOW_PRIVATE_NETWORKS,
     maxBodyBytes: env.MAX_BODY_BYTES,
     workerConcurrency: env.WORKER_CONCURRENCY,
     logLevel: env.LOG_LEVEL,
+    faultInjectionPoint: env.FAULT_INJECTION_POINT === '' ? undefined : env.FAULT_INJECTION_POINT,
   });
 }
 

@@ -51,3 +51,9 @@ export class AppError extends Error {
 
 export const notAuthenticated = (detail = 'Could not validate credentials') =>
   new AppError('unauthorized', detail, { headers: { 'WWW-Authenticate': 'Bearer' } });
+
+/** How long a client should wait before retrying while the database is unavailable. */
+const DATABASE_RETRY_AFTER_SECONDS = '2';
+
+export const databaseUnavailable = () =>
+  new AppError('unavailable', 'Database unavailable', { headers: { 'Retry-After': DATABASE_RETRY_AFTER_SECONDS } });

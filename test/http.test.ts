@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { createDb, type Db } from '../src/db/client.js';
 import { createApp } from '../src/http/app.js';
 import { createLogger, silentLogger } from '../src/logger.js';
 import { createBoss } from '../src/queue/boss.js';
 import { startTestApp, testConfig, type TestApp, type TestResponse } from './helpers/app.js';
+import { databaseUrl } from './helpers/database.js';
 import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
 
 // The HTTP contract of issue 2, item 6 and 7: JSON errors, body limit, request ids, CORS, docs,
@@ -471,19 +473,54 @@ describe('health', () => {
       assert.match(response.headers.get('x-request-id') ?? '', UUID);
     });
 
-    test('a route that needs the database is a generic 500; the cause goes to the log only', async () => {
+    test('a route that needs the database is 503 Database unavailable, at once', async () => {
+      const started = Date.now();
       const response = await unreachable.request('/api/v1/auth/login', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ email: 'someone@example.com', password: 'whatever-password' }),
       });
+      assert.equal(response.status, 503);
+      assert.ok(Date.now() - started < 2_000, `answered after ${Date.now() - started} ms`);
+      assert.deepEqual(await response.json(), { detail: 'Database unavailable' });
+      assert.equal(response.headers.get('retry-after'), '2');
+      assert.doesNotMatch(logLines.join(''), /whatever-password/);
+    });
+  });
+
+  describe('with a database that refuses the query for another reason', () => {
+    let wrongDb: Db;
+    let misconfigured: ReturnType<typeof createApp>;
+    const logLines: string[] = [];
+
+    before(() => {
+      // A database that does not exist is a configuration mistake, not an outage.
+      const url = databaseUrl(`autonomos_missing_${randomBytes(4).toString('hex')}`);
+      wrongDb = createDb(url, { max: 1 });
+      misconfigured = createApp({
+        db: wrongDb,
+        boss: createBoss(url, silentLogger, { supervise: false }),
+        config: testConfig(url),
+        logger: createLogger({ write: (line) => void logLines.push(line) }),
+      });
+    });
+
+    after(async () => {
+      await wrongDb.destroy();
+    });
+
+    test('is a generic 500; the cause goes to the log only', async () => {
+      const response = await misconfigured.request('/api/v1/auth/login', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ email: 'someone@example.com', password: 'whatever-password' }),
+      });
       assert.equal(response.status, 500);
-      const body = await response.json();
-      assert.deepEqual(body, { detail: 'Internal Server Error' });
+      assert.deepEqual(await response.json(), { detail: 'Internal Server Error' });
       const requestId = response.headers.get('x-request-id');
       const errorLine = logLines.map((line) => JSON.parse(line)).find((line) => line.level === 'error' && line.request_id === requestId);
       assert.ok(errorLine, `an error line for ${requestId}`);
-      assert.match(JSON.stringify(errorLine), /ECONNREFUSED/);
+      assert.match(JSON.stringify(errorLine), /does not exist/);
       assert.doesNotMatch(logLines.join(''), /whatever-password/);
     });
   });

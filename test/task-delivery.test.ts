@@ -34,7 +34,7 @@ let cancelWatch: CancelWatch;
 before(async () => {
   slack = await startFakeSlack();
   app = await startTestApp({ env: { SLACK_WEBHOOK_URL: slack.url, RETRY_DELAYS_SECONDS: '1' } });
-  cancelWatch = startCancelWatch(app.db, silentLogger);
+  cancelWatch = startCancelWatch(app.db, app.watch);
 });
 
 after(async () => {
@@ -51,6 +51,7 @@ function runner(watch: CancelWatch = cancelWatch) {
     db: app.db,
     config: app.config,
     logger: silentLogger,
+    watch: app.watch,
     execution,
     cancelWatch: watch,
     resolveAction: (task) => actionFor(task.kind, task.payload),
@@ -234,6 +235,12 @@ describe('worker health without a worker', () => {
   test('GET /health/worker is 503 unavailable when no worker ever ran', async () => {
     const response = await app.get('/health/worker');
     assert.equal(response.status, 503, JSON.stringify(response.body));
-    assert.deepEqual(response.body, { status: 'unavailable', queue: 'connected', workers: 0, last_seen: null });
+    assert.deepEqual(response.body, {
+      status: 'unavailable',
+      queue: 'connected',
+      workers: 0,
+      last_seen: null,
+      detail: 'No worker heartbeat in the last 30 s',
+    });
   });
 });

@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { startFakeServer, type FakeServer } from './helpers/fake-server.js';
 import { eventually } from './helpers/poll.js';
-import { spawnService, type ServiceProcess } from './helpers/process.js';
+import { spawnService, type ServiceProcess } from '../scripts/lib/service-process.js';
 import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
 
 /**

@@ -1,9 +1,9 @@
-import { FetchError, ofetch } from 'ofetch';
 import * as v from 'valibot';
+import { OutboundTimeoutError, sendOutbound } from '../lib/outbound-http.js';
 import { ActionError, type Action } from './action.js';
 
-/** A Slack webhook that has not answered in this long is treated as down. */
-const SLACK_REQUEST_TIMEOUT_MS = 30_000;
+/** Slack's answer is "ok" or a short error; nothing beyond this is read. */
+const SLACK_ANSWER_BYTES = 4096;
 
 const PostToSlackPayload = v.looseObject({
   action: v.literal('post_to_slack'),
@@ -17,24 +17,25 @@ export const postToSlack: Action<v.InferOutput<typeof PostToSlackPayload>> = {
   async run(payload, { config, signal, audit }) {
     if (!config.slackWebhookUrl) throw new ActionError('SLACK_WEBHOOK_URL is not configured');
     await audit(`Attempting to post message to Slack channel ${payload.channel}`);
+    let status: number;
     try {
-      const response = await ofetch.raw(config.slackWebhookUrl, {
+      ({ status } = await sendOutbound({
         method: 'POST',
-        body: { text: payload.message, channel: payload.channel },
-        signal: AbortSignal.any([signal, AbortSignal.timeout(SLACK_REQUEST_TIMEOUT_MS)]),
-        retry: 0,
-        responseType: 'text',
-      });
-      return {
-        result: { message: 'Successfully posted to Slack', channel: payload.channel, slack_response_status: response.status },
-        audit: [`Successfully posted to Slack with status ${response.status}`],
-      };
+        url: config.slackWebhookUrl,
+        json: { text: payload.message, channel: payload.channel },
+        timeoutMs: config.slackTimeoutSeconds * 1000,
+        maxBodyBytes: SLACK_ANSWER_BYTES,
+        signal,
+      }));
     } catch (error) {
       if (signal.aborted) throw signal.reason;
-      if (error instanceof FetchError && error.statusCode) {
-        throw new ActionError(`Slack returned status ${error.statusCode}`, { cause: error });
-      }
+      if (error instanceof OutboundTimeoutError) throw new ActionError(`Slack did not answer within ${config.slackTimeoutSeconds} s`, { cause: error });
       throw new ActionError(`Could not reach Slack: ${(error as Error).message}`, { cause: error });
     }
+    if (status < 200 || status >= 300) throw new ActionError(`Slack returned status ${status}`);
+    return {
+      result: { message: 'Successfully posted to Slack', channel: payload.channel, slack_response_status: status },
+      audit: [`Successfully posted to Slack with status ${status}`],
+    };
   },
 };

@@ -7,7 +7,7 @@ import { toTaskOut } from '../tasks/task-json.js';
 import { taskStore } from '../tasks/tasks.repository.js';
 import type { TaskOut } from '../tasks/tasks.schemas.js';
 import { insertTask } from '../tasks/tasks.service.js';
-import { callDcl, DclNotConfiguredError, DclTimeoutError, DclUnreachableError } from './dcl-client.js';
+import { callDcl, DclBadAnswerError, DclNotConfiguredError, DclTimeoutError, DclUnreachableError } from './dcl-client.js';
 
 /** AOA jobs always get three retries, on the configured retry schedule. */
 export const AOA_MAX_RETRIES = 3;
@@ -53,6 +53,9 @@ export function createAoaService(deps: { db: Db; queue: TaskQueue; config: Confi
         if (error instanceof DclNotConfiguredError) throw new AppError('unavailable', error.message, { cause: error });
         if (error instanceof DclTimeoutError) throw new AppError('gateway_timeout', error.message, { cause: error });
         if (error instanceof DclUnreachableError) throw new AppError('bad_gateway', error.message, { cause: error });
+        if (error instanceof DclBadAnswerError) {
+          throw new AppError('bad_gateway', error.message, { cause: error, extra: { downstream_status: error.status } });
+        }
         throw error;
       }
     },

@@ -1,10 +1,10 @@
-import { FetchError, ofetch } from 'ofetch';
 import type { Config } from '../config.js';
+import { OutboundTimeoutError, sendOutbound } from '../lib/outbound-http.js';
 
-/** Every call to the Legacy DCL backend gives up after this long. */
-export const DCL_TIMEOUT_MS = 10_000;
 /** Response bodies kept in audit entries are cut to this many bytes. */
 export const AUDITED_BODY_BYTES = 2048;
+/** The most of an answer that is read; a bigger one is refused rather than buffered and passed on. */
+export const DCL_MAX_ANSWER_BYTES = 1024 * 1024;
 
 export class DclNotConfiguredError extends Error {
   override name = 'DclNotConfiguredError';
@@ -19,8 +19,19 @@ export class DclUnreachableError extends Error {
 
 export class DclTimeoutError extends Error {
   override name = 'DclTimeoutError';
-  constructor(path: string) {
-    super(`The Legacy DCL backend did not answer ${path} within ${DCL_TIMEOUT_MS / 1000} s`);
+  constructor(path: string, seconds: number) {
+    super(`The Legacy DCL backend did not answer ${path} within ${seconds} s`);
+  }
+}
+
+/** An answer that cannot be used: a redirect (never followed) or a body over the size cap. */
+export class DclBadAnswerError extends Error {
+  override name = 'DclBadAnswerError';
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
   }
 }
 
@@ -48,34 +59,40 @@ export function auditedBody(text: string): string {
 }
 
 /**
- * Calls the Legacy DCL backend for a tenant. Any HTTP answer is returned as it is (the caller
- * decides what a status means); only "not configured", "unreachable" and "too slow" throw.
+ * Calls the Legacy DCL backend for a tenant, within one deadline for the whole exchange. Any
+ * usable HTTP answer is returned as it is (the caller decides what a status means); "not
+ * configured", "unreachable", "too slow", a redirect and an oversized answer throw.
  */
 export async function callDcl(config: Config, request: DclRequest): Promise<DclResponse> {
   if (!config.legacyDclBaseUrl) throw new DclNotConfiguredError();
-  const timeout = AbortSignal.timeout(DCL_TIMEOUT_MS);
+  let response;
   try {
-    const response = await ofetch.raw<string, 'text'>(`${config.legacyDclBaseUrl}${request.path}`, {
+    response = await sendOutbound({
       method: request.method,
+      url: `${config.legacyDclBaseUrl}${request.path}`,
       headers: { 'X-Tenant-ID': request.tenantId, 'X-Request-ID': request.requestId, Accept: 'application/json' },
-      ...(request.body !== undefined ? { body: request.body as Record<string, unknown> } : {}),
-      signal: request.signal ? AbortSignal.any([request.signal, timeout]) : timeout,
-      retry: 0,
-      responseType: 'text',
-      ignoreResponseError: true,
+      ...(request.body !== undefined ? { json: request.body } : {}),
+      timeoutMs: config.legacyDclTimeoutSeconds * 1000,
+      maxBodyBytes: DCL_MAX_ANSWER_BYTES,
+      ...(request.signal ? { signal: request.signal } : {}),
     });
-    const text = response._data ?? '';
-    let json: unknown;
-    try {
-      json = text === '' ? undefined : JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    return { status: response.status, json, text };
   } catch (error) {
     if (request.signal?.aborted) throw request.signal.reason;
-    if (timeout.aborted) throw new DclTimeoutError(request.path);
-    const reason = error instanceof FetchError ? (error.cause as Error | undefined)?.message ?? error.message : (error as Error).message;
-    throw new DclUnreachableError(`The Legacy DCL backend is unreachable: ${reason}`, { cause: error });
+    if (error instanceof OutboundTimeoutError) throw new DclTimeoutError(request.path, config.legacyDclTimeoutSeconds);
+    throw new DclUnreachableError(`The Legacy DCL backend is unreachable: ${(error as Error).message}`, { cause: error });
   }
+  const target = `${request.method} ${request.path}`;
+  if (response.status >= 300 && response.status < 400) {
+    throw new DclBadAnswerError(`The Legacy DCL backend answered ${target} with a redirect (status ${response.status}), which is not followed`, response.status);
+  }
+  if (response.truncated) {
+    throw new DclBadAnswerError(`The Legacy DCL backend's answer to ${target} exceeds ${DCL_MAX_ANSWER_BYTES} bytes`, response.status);
+  }
+  let json: unknown;
+  try {
+    json = response.text === '' ? undefined : JSON.parse(response.text);
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, json, text: response.text };
 }

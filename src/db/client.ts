@@ -1,8 +1,14 @@
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
+
+/**
+ * How long a query waits for a pooled connection (or for a new one to be made) before it fails:
+ * a request that needs a stopped database answers 503 within this, instead of hanging.
+ */
+export const CONNECTION_TIMEOUT_MS = 1_500;
 
 /** A Kysely client over its own pg pool; destroy() closes the pool. */
 export function createDb(connectionString: string, options: { max?: number; applicationName?: string } = {}): Db {
@@ -10,9 +16,21 @@ export function createDb(connectionString: string, options: { max?: number; appl
     connectionString,
     max: options.max ?? 20,
     application_name: options.applicationName ?? 'autonomos',
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', () => {});
+  // pg-pool listens for errors only while a client is idle. A connection that dies while checked
+  // out (the database stops mid-query) emits 'error' on its client, which unheard would end the
+  // process; the query in flight rejects with the same error, and the broken client is discarded
+  // on release, so there is nothing else to do here.
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** The cheapest question the database can answer: is it there? */
+export async function pingDatabase(db: Db): Promise<void> {
+  await sql`select 1`.execute(db);
 }

@@ -1,10 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/client.js';
 
-export async function pingDatabase(db: Db): Promise<void> {
-  await sql`select 1`.execute(db);
-}
-
 /** Workers whose heartbeat is younger than `freshSeconds`, and the newest heartbeat of all. */
 export async function workerPresence(db: Db, freshSeconds: number) {
   return db

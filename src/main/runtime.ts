@@ -1,15 +1,18 @@
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
+import type { PgBoss } from 'pg-boss';
 import { ConfigError, loadConfig, type Config } from '../config.js';
-import { createDb } from '../db/client.js';
+import { createDatabaseWatch, waitForDatabase, type DatabaseWatch } from '../db/availability.js';
+import { createDb, pingDatabase, type Db } from '../db/client.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
 import { createLogger, type Logger } from '../logger.js';
 import { declareQueues } from '../queue/task-queue.js';
 import { createBoss } from '../queue/boss.js';
-import { startWorker } from '../worker/worker.js';
+import { startWorker, type Worker } from '../worker/worker.js';
 import { persistentDevelopmentSecret } from './dev-secret.js';
-import { EmbeddedPostgresError, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';
 
 export type Mode = 'api' | 'worker' | 'all';
 
@@ -29,55 +32,75 @@ function loadConfigOrExit(logger: Logger): Config {
   }
 }
 
-/**
- * Without DATABASE_URL, development gets a real PostgreSQL of its own in .data/postgres; in
- * production a missing DATABASE_URL is a mistake, not a reason to keep data inside a container.
- */
-async function startEmbeddedOrExit(config: Config, logger: Logger): Promise<EmbeddedPostgres> {
-  if (config.env === 'production') {
-    logger.error('DATABASE_URL is not set: in production point it at your PostgreSQL, e.g. postgres://user:pass@db:5432/autonomos');
-    process.exit(1);
-  }
-  try {
-    return await startEmbeddedPostgres(logger);
-  } catch (error) {
-    if (error instanceof EmbeddedPostgresError) {
-      logger.error(error.message);
-      process.exit(1);
-    }
-    throw error;
-  }
+/** A start-up failure as one line an operator can act on, without a stack trace. */
+function describeStartupFailure(error: unknown, config: Config): string {
+  const { code, message } = error as { code?: string; message?: string };
+  if (code === 'EADDRINUSE') return `${message}: another process is listening on port ${config.port}; stop it or set PORT to a free port`;
+  if (code === 'EACCES' && message?.startsWith('listen')) return `${message}: this user may not listen on port ${config.port}; set PORT to a port above 1023`;
+  const cause = (error as { cause?: { message?: string } }).cause?.message;
+  return cause && !message?.includes(cause) ? `${message}: ${cause}` : (message ?? String(error));
 }
 
-/** Starts the API, the worker, or both in one process, and stops them gracefully on SIGTERM/SIGINT. */
+/** The parts of a running process, each present once started; stopping handles any subset. */
+interface Running {
+  embedded?: EmbeddedPostgres;
+  db?: Db;
+  watch?: DatabaseWatch;
+  boss?: PgBoss;
+  worker?: Worker;
+  server?: Server;
+}
+
+function listen(app: ReturnType<typeof createApp>, config: Config, logger: Logger): Promise<Server> {
+  return new Promise<Server>((resolve, reject) => {
+    const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info: AddressInfo) => {
+      server.off('error', reject);
+      const host = info.address === '0.0.0.0' || info.address === '::' ? 'localhost' : info.address;
+      logger.info('api listening', { url: `http://${host}:${info.port}`, docs: `http://${host}:${info.port}/docs` });
+      resolve(server as Server);
+    }) as Server;
+    // EADDRINUSE and the like arrive as an 'error' event, which unheard would crash with a stack trace.
+    server.once('error', reject);
+  });
+}
+
+/**
+ * Stops whatever has started, newest first: the HTTP server stops taking requests, the worker
+ * lets running tasks finish (up to `graceMs`), then the queue, the pool and last the embedded
+ * PostgreSQL. Each step runs even if one before it failed: a lost database must not keep the
+ * rest open.
+ */
+async function stopRunning(running: Running, graceMs: number, logger: Logger): Promise<void> {
+  const step = async (name: string, work: () => Promise<unknown>) => {
+    try {
+      await work();
+    } catch (error) {
+      logger.warn(`shutdown step failed: ${name}`, { error });
+    }
+  };
+  const { server, worker, boss, db, watch, embedded } = running;
+  const serverClosed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+  if (worker) await step('worker', () => worker.stop(graceMs));
+  // Anything still running after the grace period is failed back to the queue for another worker.
+  if (boss) await step('queue', () => boss.stop({ graceful: true, timeout: 1_000 }));
+  await step('http server', () => serverClosed);
+  watch?.stop();
+  if (db) await step('database pool', () => db.destroy());
+  if (embedded) await step('embedded PostgreSQL', () => embedded.stop());
+}
+
+/**
+ * Starts the API, the worker, or both in one process, and stops them gracefully on SIGTERM/SIGINT.
+ * A process started before its database waits for it (DATABASE_STARTUP_TIMEOUT_SECONDS); any
+ * start-up failure is one log line, everything already started is stopped, and the exit code is 1.
+ */
 export async function run(mode: Mode): Promise<void> {
   const bootLogger = createLogger({ base: { mode } });
   const config = loadConfigOrExit(bootLogger);
   const logger = createLogger({ level: config.logLevel, base: { mode } });
-  const embedded = config.databaseUrl === '' ? await startEmbeddedOrExit(config, logger) : undefined;
-  const databaseUrl = embedded?.url ?? config.databaseUrl;
-
-  const db = createDb(databaseUrl, { applicationName: `autonomos-${mode}` });
-  const applied = await migrateToLatest(db);
-  if (applied.length > 0) logger.info('migrations applied', { migrations: applied });
-
-  const boss = createBoss(databaseUrl, logger, { supervise: mode !== 'api' });
-  await boss.start();
-  await declareQueues(boss);
-
-  const worker = mode === 'api' ? undefined : await startWorker({ db, boss, config, logger });
-
-  const server =
-    mode === 'worker'
-      ? undefined
-      : await new Promise<ReturnType<typeof serve>>((resolve) => {
-          const app = createApp({ db, boss, config, logger });
-          const listening = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info: AddressInfo) => {
-            const host = info.address === '0.0.0.0' || info.address === '::' ? 'localhost' : info.address;
-            logger.info('api listening', { url: `http://${host}:${info.port}`, docs: `http://${host}:${info.port}/docs` });
-            resolve(listening);
-          });
-        });
+  const running: Running = {};
+  // Aborts a start-up still waiting for the database when a signal arrives.
+  const startup = new AbortController();
 
   let stoppingSince: number | undefined;
   const shutdown = async (signal: string) => {
@@ -90,24 +113,42 @@ export async function run(mode: Mode): Promise<void> {
     }
     stoppingSince = Date.now();
     logger.info('shutting down', { signal });
-    // Each step runs even if one before it failed: a lost database must not keep the rest open.
-    const step = async (name: string, work: () => Promise<unknown>) => {
-      try {
-        await work();
-      } catch (error) {
-        logger.warn(`shutdown step failed: ${name}`, { error });
-      }
-    };
-    const serverClosed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
-    await step('worker', async () => worker?.stop(SHUTDOWN_GRACE_MS));
-    // Anything still running after the grace period is failed back to the queue for another worker.
-    await step('queue', () => boss.stop({ graceful: true, timeout: 1_000 }));
-    await step('http server', () => serverClosed);
-    await step('database pool', () => db.destroy());
-    await step('embedded PostgreSQL', async () => embedded?.stop());
+    startup.abort();
+    await stopRunning(running, SHUTDOWN_GRACE_MS, logger);
     logger.info('stopped');
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  try {
+    let databaseUrl = config.databaseUrl;
+    if (databaseUrl === '') {
+      // Without DATABASE_URL, development gets a real PostgreSQL of its own in .data/postgres; in
+      // production that is a mistake, not a reason to keep data inside a container.
+      if (config.env === 'production') {
+        throw new Error('DATABASE_URL is not set: in production point it at your PostgreSQL, e.g. postgres://user:pass@db:5432/autonomos');
+      }
+      running.embedded = await startEmbeddedPostgres(logger);
+      databaseUrl = running.embedded.url;
+    }
+    await waitForDatabase(databaseUrl, { timeoutSeconds: config.databaseStartupTimeoutSeconds, logger, signal: startup.signal });
+
+    const db = (running.db = createDb(databaseUrl, { applicationName: `autonomos-${mode}` }));
+    const watch = (running.watch = createDatabaseWatch(() => pingDatabase(db), logger));
+    const applied = await migrateToLatest(db);
+    if (applied.length > 0) logger.info('migrations applied', { migrations: applied });
+
+    const boss = (running.boss = createBoss(databaseUrl, logger, { supervise: mode !== 'api', watch }));
+    await boss.start();
+    await declareQueues(boss);
+
+    if (mode !== 'api') running.worker = await startWorker({ db, boss, config, logger, watch });
+    if (mode !== 'worker') running.server = await listen(createApp({ db, boss, config, logger }), config, logger);
+  } catch (error) {
+    if (stoppingSince !== undefined) return; // a signal interrupted start-up; shutdown() is on it
+    logger.error(`start-up failed: ${describeStartupFailure(error, config)}`);
+    await stopRunning(running, 0, logger);
+    process.exit(1);
+  }
 }

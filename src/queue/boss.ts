@@ -1,4 +1,6 @@
 import { PgBoss } from 'pg-boss';
+import type { DatabaseWatch } from '../db/availability.js';
+import { CONNECTION_TIMEOUT_MS } from '../db/client.js';
 import type { Logger } from '../logger.js';
 
 export const BOSS_SCHEMA = 'pgboss';
@@ -6,6 +8,8 @@ export const BOSS_SCHEMA = 'pgboss';
 export interface BossOptions {
   /** Only worker processes supervise (expire, retry, archive); API-only processes just send. */
   supervise: boolean;
+  /** Receives the queue's errors, so a database outage is logged once instead of by every poll. */
+  watch?: DatabaseWatch;
 }
 
 /** A pg-boss instance in the application database, in its own schema. */
@@ -15,6 +19,7 @@ export function createBoss(connectionString: string, logger: Logger, options: Bo
     schema: BOSS_SCHEMA,
     application_name: 'autonomos-queue',
     max: 10,
+    connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
     supervise: options.supervise,
     // Frequent passes notice a crashed worker's expired or heartbeat-less jobs within seconds.
     superviseIntervalSeconds: 5,
@@ -23,7 +28,7 @@ export function createBoss(connectionString: string, logger: Logger, options: Bo
     migrate: true,
     useListenNotify: true,
   });
-  boss.on('error', (error) => logger.error('queue error', { error }));
+  boss.on('error', (error) => (options.watch ? options.watch.failed(error, 'queue') : logger.error('queue error', { error })));
   boss.on('warning', (warning) => logger.warn('queue warning', { warning }));
   return boss;
 }

@@ -3,9 +3,14 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database, TaskKind, TaskRow } from '../db/schema.js';
 import { BOSS_SCHEMA } from './boss.js';
 
-/** One pg-boss queue per task kind; AOA jobs are exclusive per tenant (issue 4). */
+/** One pg-boss queue per task kind; AOA jobs are exclusive per tenant. */
 export const TASK_QUEUE: Record<TaskKind, string> = { task: 'tasks', aoa: 'aoa' };
 export const CALLBACK_QUEUE = 'task-callbacks';
+/**
+ * A callback is sent again only when its delivery was lost (its worker died, or the database was
+ * gone too long to record the outcome); a receiver's failure is recorded and never retried.
+ */
+const CALLBACK_DELIVERIES = 3;
 
 /** A crashed worker's job is noticed once its heartbeat is this old. pg-boss's minimum. */
 export const JOB_HEARTBEAT_SECONDS = 10;
@@ -37,7 +42,7 @@ export async function declareQueues(boss: PgBoss): Promise<void> {
   // planner's view of another (and a freshly bulk-filled queue avoids the nested-loop plan).
   await boss.createQueue(TASK_QUEUE.task, { policy: 'standard', notify: true, partition: true });
   await boss.createQueue(TASK_QUEUE.aoa, { policy: 'exclusive', notify: true, partition: true });
-  // Callbacks are sent once: a failure is logged, never retried (the reference's contract).
+  // Retries are set per job (enqueueCallback), where they only replace lost deliveries.
   await boss.createQueue(CALLBACK_QUEUE, { policy: 'standard', notify: true, retryLimit: 0 });
 }
 
@@ -54,7 +59,10 @@ export interface TaskQueue {
    * outlive its finished task by a batch-mate's run.
    */
   complete(trx: Trx, task: TaskRow, attempt: JobAttempt): Promise<void>;
+  /** Enqueues the task's callback, in its tenant's group (callbacks are limited per tenant, see the worker). */
   enqueueCallback(trx: Trx, task: TaskRow): Promise<void>;
+  /** Completes a callback job in the transaction that records its outcome, so a crash after it cannot send it again. */
+  completeCallback(trx: Trx, attempt: JobAttempt): Promise<void>;
   /** Whether the task's job can still run it (created, waiting for a retry, or active). */
   hasLiveJob(trx: Trx, task: TaskRow): Promise<boolean>;
 }
@@ -128,7 +136,17 @@ export function createTaskQueue(boss: PgBoss): TaskQueue {
 
     async enqueueCallback(trx, task) {
       const data: TaskJobData = { task_id: task.id, tenant_id: task.tenant_id };
-      await boss.send(CALLBACK_QUEUE, data, { db: fromKysely(trx) });
+      await boss.send(CALLBACK_QUEUE, data, {
+        db: fromKysely(trx),
+        group: { id: task.tenant_id },
+        retryLimit: CALLBACK_DELIVERIES - 1,
+        retryDelay: 0,
+        heartbeatSeconds: JOB_HEARTBEAT_SECONDS,
+      });
+    },
+
+    async completeCallback(trx, attempt) {
+      await boss.complete(CALLBACK_QUEUE, attempt, null, { db: fromKysely(trx) });
     },
   };
 }

@@ -1,56 +1,80 @@
-import { FetchError, ofetch } from 'ofetch';
+import { randomUUID } from 'node:crypto';
+import type { JobAttempt } from 'pg-boss';
 import type { Config } from '../config.js';
+import { retryWhileUnavailable, type DatabaseWatch } from '../db/availability.js';
 import type { Db } from '../db/client.js';
+import { injectFault } from '../lib/fault-injection.js';
+import { OutboundTimeoutError, sendOutbound } from '../lib/outbound-http.js';
 import type { Logger } from '../logger.js';
 import { assertPublicHost, nonPublicCause, publicOnlyDispatcher } from '../lib/public-address.js';
+import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
 import { toTaskOut } from './task-json.js';
 import { taskStore } from './tasks.repository.js';
 
+/** How long a callback's bookkeeping waits for an unavailable database before its delivery is given up (and redelivered). */
+const DATABASE_PATIENCE_MS = 5 * 60_000;
+
+export interface CallbackDelivery {
+  taskId: string;
+  tenantId: string;
+  attempt: JobAttempt;
+}
+
 /**
- * Posts a finished task's JSON to its callback URL, once. Every step is audited; the outcome never
- * changes the task.
+ * Posts a finished task's JSON to its callback URL. Every step is audited; the outcome never
+ * changes the task. The receiver's answer body is never read, and the whole exchange has one
+ * deadline, so a receiver that stalls or trickles holds a delivery for CALLBACK_TIMEOUT_SECONDS
+ * at most. The outcome is recorded with the job's completion, so a delivery is repeated only if
+ * its worker died before that.
  */
-export function createCallbackSender(deps: { db: Db; config: Config; logger: Logger }) {
-  const { db, config, logger } = deps;
-  return async function sendCallback(target: { taskId: string; tenantId: string }): Promise<void> {
-    const store = taskStore(db, target.tenantId);
-    const task = await store.find(target.taskId);
-    if (!task?.callback_url) return;
-    const url = task.callback_url;
-    await store.audit(task.id, audit.callbackAttempt(url));
+export function createCallbackSender(deps: { db: Db; queue: TaskQueue; config: Config; logger: Logger; watch: DatabaseWatch }) {
+  const { db, queue, config, logger, watch } = deps;
+  const persist = <T>(operation: string, work: () => Promise<T>) =>
+    retryWhileUnavailable(work, { patienceMs: DATABASE_PATIENCE_MS, watch, operation });
+
+  /** The audit entry that says how the delivery went. */
+  async function deliver(url: string, body: unknown, log: Logger): Promise<string> {
     try {
       if (!config.callbackAllowPrivateNetworks) assertPublicHost(url);
-      const response = await ofetch.raw(url, {
-        ...(config.callbackAllowPrivateNetworks ? {} : { dispatcher: publicOnlyDispatcher }),
+      const response = await sendOutbound({
         method: 'POST',
-        body: toTaskOut(task),
-        timeout: config.callbackTimeoutSeconds * 1000,
-        retry: 0,
-        // A redirect could lead anywhere, including to addresses the checks refuse.
-        redirect: 'manual',
-        responseType: 'text',
+        url,
+        json: body,
+        timeoutMs: config.callbackTimeoutSeconds * 1000,
+        maxBodyBytes: 0,
+        ...(config.callbackAllowPrivateNetworks ? {} : { dispatcher: publicOnlyDispatcher }),
       });
-      await store.audit(task.id, audit.callbackSent(response.status));
+      if (response.status >= 200 && response.status < 300) return audit.callbackSent(response.status);
+      return audit.callbackFailed(`receiver answered with status ${response.status}`);
     } catch (error) {
       const refusal = nonPublicCause(error);
       if (refusal) {
         // The resolved address stays in the server log: the tenant reads the audit trail, and must
         // not learn how internal names resolve.
-        logger.warn('callback refused', { task_id: task.id, tenant_id: task.tenant_id, reason: refusal.message });
-        await store.audit(
-          task.id,
-          audit.callbackRefused(url, 'the target is not a public address (set CALLBACK_ALLOW_PRIVATE_NETWORKS=true to allow private targets)'),
-        );
-        return;
+        log.warn('callback refused', { reason: refusal.message });
+        return audit.callbackRefused(url, 'the target is not a public address (set CALLBACK_ALLOW_PRIVATE_NETWORKS=true to allow private targets)');
       }
-      const reason =
-        error instanceof FetchError && error.statusCode
-          ? `receiver answered with status ${error.statusCode}`
-          : (error as Error).name === 'TimeoutError' || /aborted|timeout/i.test((error as Error).message)
-            ? `no answer within ${config.callbackTimeoutSeconds} s`
-            : (error as Error).message;
-      await store.audit(task.id, audit.callbackFailed(reason));
+      if (error instanceof OutboundTimeoutError) return audit.callbackFailed(`no answer within ${config.callbackTimeoutSeconds} s`);
+      return audit.callbackFailed((error as Error).message);
     }
+  }
+
+  return async function sendCallback(delivery: CallbackDelivery): Promise<void> {
+    const store = taskStore(db, delivery.tenantId);
+    const task = await persist('reading a task for its callback', () => store.find(delivery.taskId));
+    if (!task?.callback_url) return;
+    const log = logger.child({ task_id: task.id, tenant_id: task.tenant_id });
+    // Ids chosen here keep each entry single when a write is retried after a lost reply.
+    const [attemptEntry, outcomeEntry] = [randomUUID(), randomUUID()];
+    await persist('auditing a callback', () => store.auditOnce(attemptEntry, task.id, audit.callbackAttempt(task.callback_url!)));
+    const outcome = await deliver(task.callback_url, toTaskOut(task), log);
+    injectFault(config.faultInjectionPoint, 'during-callback');
+    await persist('recording a callback', () =>
+      db.transaction().execute(async (trx) => {
+        await taskStore(trx, delivery.tenantId).auditOnce(outcomeEntry, task.id, outcome);
+        await queue.completeCallback(trx, delivery.attempt);
+      }),
+    );
   };
 }

@@ -2,6 +2,7 @@ import type { JobAttempt } from 'pg-boss';
 import type { ActionOutcome } from '../actions/action.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
+import { injectFault } from '../lib/fault-injection.js';
 import type { TaskRow } from '../db/schema.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
@@ -69,9 +70,10 @@ export function createTaskExecution(deps: {
     /**
      * Claims the task for this delivery. A task still `in_progress` under an earlier delivery
      * lost its worker (pg-boss only redelivers an active job after its heartbeat or expiry
-     * lapsed): that attempt is recorded as failed and retried or failed for good.
+     * lapsed): that attempt is recorded as failed and retried or failed for good. `retrying`
+     * says an earlier try of this claim may have committed without its reply arriving.
      */
-    async begin(delivery: Delivery): Promise<Begin> {
+    async begin(delivery: Delivery, options: { retrying?: boolean } = {}): Promise<Begin> {
       const store = taskStore(db, delivery.tenantId);
       const thisDelivery = delivery.attempt.retryCount;
       const claimed = await store.claim(delivery.taskId, thisDelivery, audit.started);
@@ -80,6 +82,8 @@ export function createTaskExecution(deps: {
       const task = await store.find(delivery.taskId);
       if (!task) return { run: false, reason: 'missing' };
       if (task.status === 'in_progress') {
+        // An earlier try of this very claim committed, but its reply was lost with the connection.
+        if (options.retrying && task.claimed_delivery === thisDelivery) return { run: true, task };
         if (task.claimed_delivery !== null && task.claimed_delivery >= thisDelivery) return { run: false, reason: 'held elsewhere' };
         await fail(delivery, task.claimed_delivery ?? -1, LOST_ATTEMPT_ERROR);
         return { run: false, reason: 'lost attempt recorded' };
@@ -104,6 +108,7 @@ export function createTaskExecution(deps: {
             parentId: done.id,
           });
           if (!next) throw new Error('The task queue refused a chained job');
+          injectFault(config.faultInjectionPoint, 'during-chaining');
           finished = await store.setNextTask(done.id, next.id);
           await store.audit(done.id, audit.chained(next.id));
         }

@@ -139,6 +139,18 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
         .execute();
     },
 
+    /**
+     * Writes one audit entry under an id chosen by the caller, once: written again with the same
+     * id (a retry after a lost reply from a commit that went through) it changes nothing.
+     */
+    async auditOnce(entryId: string, taskId: string, message: string): Promise<void> {
+      await db
+        .insertInto('task_logs')
+        .values({ id: entryId, task_id: taskId, tenant_id: tenantId, message })
+        .onConflict((oc) => oc.column('id').doNothing())
+        .execute();
+    },
+
     async logs(taskId: string) {
       return db
         .selectFrom('task_logs')

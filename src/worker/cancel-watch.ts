@@ -1,5 +1,5 @@
 import type { Db } from '../db/client.js';
-import type { Logger } from '../logger.js';
+import type { DatabaseWatch } from '../db/availability.js';
 import { canceledAmong } from '../tasks/tasks.repository.js';
 
 /** How often running tasks are checked for a cancel: keeps the abort well within a second. */
@@ -22,7 +22,7 @@ export interface CancelWatch {
  * Cancels arrive as a status change in the database (from any API process), so the worker
  * checks the tasks it is running, in one query, while it is running any.
  */
-export function startCancelWatch(db: Db, logger: Logger): CancelWatch {
+export function startCancelWatch(db: Db, watch: DatabaseWatch): CancelWatch {
   const running = new Map<string, { tenantId: string; controller: AbortController }>();
   let checking = false;
   const timer = setInterval(() => {
@@ -33,7 +33,7 @@ export function startCancelWatch(db: Db, logger: Logger): CancelWatch {
       .then((canceled) => {
         for (const taskId of canceled) running.get(taskId)?.controller.abort(new TaskCanceledError());
       })
-      .catch((error: unknown) => logger.warn('cancel check failed', { error }))
+      .catch((error: unknown) => watch.failed(error, 'cancel check'))
       .finally(() => {
         checking = false;
       });

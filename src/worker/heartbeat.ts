@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { sql } from 'kysely';
 import type { Db } from '../db/client.js';
-import type { Logger } from '../logger.js';
+import type { DatabaseWatch } from '../db/availability.js';
 
 export const HEARTBEAT_INTERVAL_MS = 10_000;
 
@@ -15,7 +15,7 @@ export interface Heartbeat {
  * Records that this worker is alive every 10 s, so `/health/worker` can tell from any API
  * process whether some worker is running. The row is removed on a clean stop.
  */
-export async function startHeartbeat(db: Db, logger: Logger): Promise<Heartbeat> {
+export async function startHeartbeat(db: Db, watch: DatabaseWatch): Promise<Heartbeat> {
   const workerId = randomUUID();
   const beat = async () => {
     await db
@@ -28,7 +28,7 @@ export async function startHeartbeat(db: Db, logger: Logger): Promise<Heartbeat>
   };
   await beat();
   const timer = setInterval(() => {
-    beat().catch((error: unknown) => logger.warn('heartbeat failed', { error }));
+    beat().catch((error: unknown) => watch.failed(error, 'worker heartbeat'));
   }, HEARTBEAT_INTERVAL_MS);
   timer.unref();
   return {

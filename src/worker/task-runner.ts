@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import type { Job } from 'pg-boss';
 import * as v from 'valibot';
 import type { Action, ActionOutcome } from '../actions/action.js';
 import { ActionError } from '../actions/action.js';
 import type { Config } from '../config.js';
+import { retryWhileUnavailable, type DatabaseWatch } from '../db/availability.js';
 import type { Db } from '../db/client.js';
+import { injectFault } from '../lib/fault-injection.js';
 import type { TaskRow } from '../db/schema.js';
 import type { Logger } from '../logger.js';
 import type { TaskJobData } from '../queue/task-queue.js';
@@ -36,10 +39,18 @@ function describeFailure(error: unknown): string {
   return String(error);
 }
 
+/**
+ * How long a delivery keeps trying to record its claim or outcome while the database is
+ * unreachable. Beyond it the delivery gives up and its job is redelivered, which records the
+ * attempt as lost.
+ */
+const DATABASE_PATIENCE_MS = 5 * 60_000;
+
 export interface TaskRunnerDeps {
   db: Db;
   config: Config;
   logger: Logger;
+  watch: DatabaseWatch;
   execution: TaskExecution;
   cancelWatch: CancelWatch;
   /** Which action runs a claimed task; undefined when none can. */
@@ -53,7 +64,10 @@ export interface TaskRunnerDeps {
  * is counted as lost.
  */
 export function createTaskRunner(deps: TaskRunnerDeps) {
-  const { db, config, logger, execution, cancelWatch } = deps;
+  const { db, config, logger, execution, cancelWatch, watch } = deps;
+  /** A write a delivery must not lose to a database restart: tried again until the database answers. */
+  const persist = <T>(operation: string, work: (retrying: boolean) => Promise<T>, signal?: AbortSignal) =>
+    retryWhileUnavailable(work, { patienceMs: DATABASE_PATIENCE_MS, watch, operation, ...(signal ? { signal } : {}) });
 
   return async function runTaskJob(job: Job<TaskJobData>): Promise<void> {
     const data = v.safeParse(TaskJobSchema, job.data);
@@ -67,15 +81,17 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
       attempt: { id: job.id, retryCount: job.retryCount },
     };
     const log = logger.child({ task_id: delivery.taskId, tenant_id: delivery.tenantId, delivery: job.retryCount });
-    const begun = await execution.begin(delivery);
+    const begun = await persist('claiming a task', (retrying) => execution.begin(delivery, { retrying }));
     if (!begun.run) {
       log.debug('delivery skipped', { reason: begun.reason });
       return;
     }
+    injectFault(config.faultInjectionPoint, 'after-claim');
     const task = begun.task;
+    const fail = (error: string) => persist('recording a failed attempt', () => execution.fail(delivery, error));
     const action = deps.resolveAction(task);
     if (!action) {
-      await execution.fail(delivery, `No action can run payload.action ${JSON.stringify((task.payload as { action?: unknown }).action)}`);
+      await fail(`No action can run payload.action ${JSON.stringify((task.payload as { action?: unknown }).action)}`);
       return;
     }
 
@@ -90,13 +106,13 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
     let outcome: ActionOutcome;
     try {
       const store = taskStore(db, task.tenant_id);
+      const audit = async (message: string) => {
+        const entryId = randomUUID();
+        await persist('writing an audit entry', () => store.auditOnce(entryId, task.id, message), controller.signal);
+        injectFault(config.faultInjectionPoint, 'during-action');
+      };
       outcome = await untilAborted(
-        action.run(task.payload as { action: string }, {
-          signal: controller.signal,
-          config,
-          tenantId: task.tenant_id,
-          audit: (message) => store.audit(task.id, message),
-        }),
+        action.run(task.payload as { action: string }, { signal: controller.signal, config, tenantId: task.tenant_id, audit }),
         controller.signal,
       );
     } catch (error) {
@@ -105,7 +121,7 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
         return;
       }
       log.info('attempt failed', { error: describeFailure(error) });
-      await execution.fail(delivery, describeFailure(error));
+      await fail(describeFailure(error));
       return;
     } finally {
       clearTimeout(timeout);
@@ -114,7 +130,8 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
       // Whatever the action still has in flight is no longer wanted.
       if (!controller.signal.aborted) controller.abort(new Error('Attempt finished'));
     }
-    await execution.succeed(delivery, outcome);
+    injectFault(config.faultInjectionPoint, 'after-action');
+    await persist('recording a successful attempt', () => execution.succeed(delivery, outcome));
     log.debug('attempt succeeded');
   };
 }

@@ -2,6 +2,7 @@ import type { JobResult, PgBoss } from 'pg-boss';
 import * as v from 'valibot';
 import { actionFor } from '../actions/registry.js';
 import type { Config } from '../config.js';
+import type { DatabaseWatch } from '../db/availability.js';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../logger.js';
 import { CALLBACK_QUEUE, createTaskQueue, TASK_QUEUE, tasksWithoutLiveJob, type TaskJobData } from '../queue/task-queue.js';
@@ -16,6 +17,8 @@ export interface WorkerDeps {
   boss: PgBoss;
   config: Config;
   logger: Logger;
+  /** Where database failures are reported: an outage is logged once, and retried until it ends. */
+  watch: DatabaseWatch;
 }
 
 export interface Worker {
@@ -31,6 +34,19 @@ const TASKS_PER_FETCH = 4;
 const DUE_WORK_POLL_SECONDS = 0.5;
 /** Wake a little after the due time, so the job's start_after has passed on the database's clock too. */
 const RETRY_WAKE_SLACK_MS = 20;
+/**
+ * Callbacks run one per fetch loop, so a slow receiver holds only its own slot, and at most
+ * CALLBACKS_PER_TENANT of a tenant's callbacks run at once (across all workers): a tenant whose
+ * receivers stall cannot take every slot from the others.
+ */
+const CALLBACK_SLOTS = 16;
+const CALLBACKS_PER_TENANT = 2;
+/**
+ * NOTIFY wakes the callback loops for new callbacks; this backstop finds the rest (a tenant's
+ * callbacks held back by its limit, deliveries returned after a crash). With 16 loops polling
+ * independently, one of them looks about every 0.3 s.
+ */
+const CALLBACK_BACKSTOP_POLL_SECONDS = 5;
 const ORPHAN_SWEEP_INTERVAL_MS = 60_000;
 /** A task untouched this long while its job is gone is past any transition in flight. */
 const ORPHAN_IDLE_SECONDS = 120;
@@ -45,12 +61,13 @@ export async function sweepOrphanedTasks(db: Db, execution: TaskExecution, idleS
 }
 
 export async function startWorker(deps: WorkerDeps): Promise<Worker> {
-  const { db, boss, config, logger } = deps;
-  const heartbeat = await startHeartbeat(db, logger);
-  const cancelWatch = startCancelWatch(db, logger);
+  const { db, boss, config, logger, watch } = deps;
+  const heartbeat = await startHeartbeat(db, watch);
+  const cancelWatch = startCancelWatch(db, watch);
+  const queue = createTaskQueue(boss);
   const execution = createTaskExecution({
     db,
-    queue: createTaskQueue(boss),
+    queue,
     config,
     // The 0.5 s poll alone would start retries up to half a second late; wake this process's
     // workers when the retry comes due (other processes still find it by polling).
@@ -65,13 +82,14 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     db,
     config,
     logger,
+    watch,
     execution,
     cancelWatch,
     resolveAction: (task) => actionFor(task.kind, task.payload),
   });
-  const sendCallback = createCallbackSender({ db, config, logger });
+  const sendCallback = createCallbackSender({ db, queue, config, logger, watch });
   const orphanSweep = setInterval(() => {
-    sweepOrphanedTasks(db, execution).catch((error: unknown) => logger.warn('orphaned task sweep failed', { error }));
+    sweepOrphanedTasks(db, execution).catch((error: unknown) => watch.failed(error, 'orphaned task sweep'));
   }, ORPHAN_SWEEP_INTERVAL_MS);
   orphanSweep.unref();
 
@@ -106,14 +124,28 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
         ),
     );
   }
-  await boss.work<TaskJobData>(CALLBACK_QUEUE, { ...pollOptions, batchSize: 8, localConcurrency: 2 }, async (jobs) => {
-    await Promise.all(
-      jobs.map(async (job) => {
-        const data = v.safeParse(TaskJobSchema, job.data);
-        if (data.success) await sendCallback({ taskId: data.output.task_id, tenantId: data.output.tenant_id });
-      }),
-    );
-  });
+  await boss.work<TaskJobData>(
+    CALLBACK_QUEUE,
+    {
+      pollingIntervalSeconds: DUE_WORK_POLL_SECONDS,
+      notifyPollingIntervalSeconds: CALLBACK_BACKSTOP_POLL_SECONDS,
+      batchSize: 1,
+      localConcurrency: CALLBACK_SLOTS,
+      groupConcurrency: CALLBACKS_PER_TENANT,
+    },
+    async ([job]) => {
+      const data = v.safeParse(TaskJobSchema, job!.data);
+      if (!data.success) {
+        logger.error('malformed callback job dropped', { job_id: job!.id });
+        return;
+      }
+      await sendCallback({
+        taskId: data.output.task_id,
+        tenantId: data.output.tenant_id,
+        attempt: { id: job!.id, retryCount: job!.retryCount },
+      });
+    },
+  );
 
   logger.info('worker started', { worker_id: heartbeat.workerId, concurrency: config.workerConcurrency });
   return {

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { PgBoss } from 'pg-boss';
 import { loadConfig, type Config } from '../../src/config.js';
-import { createDb, type Db } from '../../src/db/client.js';
+import { createDatabaseWatch, type DatabaseWatch } from '../../src/db/availability.js';
+import { createDb, pingDatabase, type Db } from '../../src/db/client.js';
 import { createApp } from '../../src/http/app.js';
 import { silentLogger } from '../../src/logger.js';
 import { declareQueues } from '../../src/queue/task-queue.js';
@@ -28,6 +29,7 @@ export interface TestApp {
   db: Db;
   boss: PgBoss;
   config: Config;
+  watch: DatabaseWatch;
   database: TestDatabase;
   request(method: string, path: string, init?: RequestOptions & { json?: unknown; body?: string | URLSearchParams }): Promise<TestResponse>;
   get(path: string, options?: RequestOptions): Promise<TestResponse>;
@@ -58,7 +60,8 @@ export async function startTestApp(options: { env?: Record<string, string>; work
   const database = await createTestDatabase();
   const config = testConfig(database.url, options.env);
   const db = createDb(database.url, { max: 10 });
-  const boss = createBoss(database.url, silentLogger, { supervise: true });
+  const watch = createDatabaseWatch(() => pingDatabase(db), silentLogger);
+  const boss = createBoss(database.url, silentLogger, { supervise: true, watch });
   await boss.start();
   await declareQueues(boss);
   const app = createApp({ db, boss, config, logger: silentLogger });
@@ -88,13 +91,14 @@ export async function startTestApp(options: { env?: Record<string, string>; work
     db,
     boss,
     config,
+    watch,
     database,
     request,
     get: (path, opts) => request('GET', path, opts),
     post: (path, json, opts) => request('POST', path, { ...opts, json }),
     delete: (path, opts) => request('DELETE', path, opts),
     async startWorker() {
-      const worker = await startWorker({ db, boss, config, logger: silentLogger });
+      const worker = await startWorker({ db, boss, config, logger: silentLogger, watch });
       workers.push(worker);
       return worker;
     },
@@ -106,6 +110,7 @@ export async function startTestApp(options: { env?: Record<string, string>; work
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await testApp.stopWorkers();
       await boss.stop({ graceful: false });
+      watch.stop();
       await db.destroy();
       await database.drop();
     },

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { createApp } from '../../src/http/app.js';
 import { silentLogger } from '../../src/logger.js';
+import { freePort } from '../../src/main/embedded-postgres.js';
 import { testConfig, type TestApp } from './app.js';
 import { startFakeServer, type FakeServer, type RecordedRequest, type Reply } from './fake-server.js';
 import { eventually } from './poll.js';
@@ -34,15 +34,7 @@ export async function startFakeDcl(): Promise<FakeDcl> {
 
 /** A URL on a port nothing listens on (it was free a moment ago). */
 export async function closedPortUrl(): Promise<string> {
-  const port = await new Promise<number>((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-  return `http://127.0.0.1:${port}`;
+  return `http://127.0.0.1:${await freePort()}`;
 }
 
 /**

@@ -14,7 +14,8 @@ export interface RecordedRequest {
 }
 
 export type Reply =
-  | { status: number; body?: unknown; delayMs?: number }
+  /** Answers after `delayMs`, or once `after` settles. */
+  | { status: number; body?: unknown; delayMs?: number; after?: Promise<unknown> }
   /** Never answers (until the client gives up or the server closes). */
   | { hang: true };
 
@@ -64,7 +65,8 @@ export async function startFakeServer(reply: FakeServer['reply'] = () => ({ stat
         res.writeHead(answer.status, { 'Content-Type': typeof answer.body === 'string' ? 'text/plain' : 'application/json' });
         res.end(payload);
       };
-      if (answer.delayMs) setTimeout(send, answer.delayMs);
+      if (answer.after) void answer.after.finally(send);
+      else if (answer.delayMs) setTimeout(send, answer.delayMs);
       else send();
     });
   });

@@ -10,10 +10,14 @@ export interface ServiceProcess {
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
-/** Runs one of the service's entrypoints (src/main/<mode>.ts) as a child process, as production would. */
-export function spawnService(mode: 'api' | 'worker' | 'all', env: Record<string, string>): ServiceProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', `src/main/${mode}.ts`], {
-    cwd: ROOT,
+/**
+ * Runs one of the service's entrypoints (src/main/<mode>.ts) as a child process, as production
+ * would, with a random secret unless `env` gives one. Its stdout and stderr are kept together.
+ */
+export function spawnService(mode: 'api' | 'worker' | 'all', env: Record<string, string>, options: { cwd?: string } = {}): ServiceProcess {
+  // The loader by absolute path, so the service also starts from a directory outside the checkout.
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), `${ROOT}src/main/${mode}.ts`], {
+    cwd: options.cwd ?? ROOT,
     env: {
       PATH: process.env.PATH ?? '',
       NODE_ENV: 'production',

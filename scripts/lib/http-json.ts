@@ -1,0 +1,39 @@
+export interface JsonResponse {
+  status: number;
+  headers: Headers;
+  body: any;
+  /** How long the answer took, ms. */
+  ms: number;
+}
+
+/** One JSON request to a running service, given up after `timeoutMs` (a hang is an error, not a wait). */
+export async function httpJson(
+  base: string,
+  method: string,
+  path: string,
+  options: { json?: unknown; token?: string; timeoutMs?: number } = {},
+): Promise<JsonResponse> {
+  const started = performance.now();
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: { 'Content-Type': 'application/json', ...(options.token ? { Authorization: `Bearer ${options.token}` } : {}) },
+    body: options.json === undefined ? null : JSON.stringify(options.json),
+    signal: AbortSignal.timeout(options.timeoutMs ?? 5_000),
+  });
+  const text = await response.text();
+  let body: unknown = text;
+  if ((response.headers.get('content-type') ?? '').includes('application/json')) body = JSON.parse(text);
+  return { status: response.status, headers: response.headers, body, ms: performance.now() - started };
+}
+
+/** Registers a tenant with one user and logs in; returns the token and ids. */
+export async function registerTenant(base: string, label: string) {
+  const suffix = Math.random().toString(16).slice(2, 10);
+  const email = `${label}-${suffix}@example.com`;
+  const password = 'correct horse battery';
+  const registered = await httpJson(base, 'POST', '/api/v1/auth/register', { json: { name: `${label} ${suffix}`, email, password } });
+  if (registered.status !== 201) throw new Error(`registration answered ${registered.status}: ${JSON.stringify(registered.body)}`);
+  const login = await httpJson(base, 'POST', '/api/v1/auth/login', { json: { email, password } });
+  if (login.status !== 200) throw new Error(`login answered ${login.status}: ${JSON.stringify(login.body)}`);
+  return { token: login.body.access_token as string, tenantId: registered.body.tenant_id as string, userId: registered.body.id as string };
+}

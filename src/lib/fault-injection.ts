@@ -1,0 +1,24 @@
+/**
+ * Points in a task's life where a test can make the worker die (SIGKILL, as a crash or an OOM
+ * kill would), to prove that every task still ends right. Inert unless FAULT_INJECTION_POINT
+ * names one of them, which the configuration refuses in production.
+ */
+export const FAULT_POINTS = [
+  /** The task was claimed (in_progress committed), nothing else happened. */
+  'after-claim',
+  /** The action has started and written its first audit entry. */
+  'during-action',
+  /** The action returned its outcome, which is not yet committed. */
+  'after-action',
+  /** The chained task is inserted in the success transaction, which has not committed. */
+  'during-chaining',
+  /** The callback receiver has answered; the outcome is not yet recorded. */
+  'during-callback',
+] as const;
+
+export type FaultPoint = (typeof FAULT_POINTS)[number];
+
+/** Kills this process on the spot when `point` is the configured fault point. */
+export function injectFault(configured: FaultPoint | undefined, point: FaultPoint): void {
+  if (configured === point) process.kill(process.pid, 'SIGKILL');
+}
