@@ -28,15 +28,12 @@ FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 # TypeScript is dragged in as valibot's optional peer dependency although nothing imports it at
-# run time; removing it saves about 23 MB.
-# embedded-postgres (with its ~60 MB of PostgreSQL binaries in @embedded-postgres/<platform>, and
-# async-exit-hook, which only it uses) serves the development default of `npm start` without
-# DATABASE_URL. The image runs with NODE_ENV=production, where DATABASE_URL is required and
-# nothing embedded ever starts (src/main/runtime.ts); it is only imported dynamically, so the
-# compiled code loads fine without it.
+# run time; removing it saves about 23 MB. embedded-postgres (the development default of `npm
+# start` without DATABASE_URL) is a development dependency, so it is not installed here: the
+# image runs with NODE_ENV=production, where DATABASE_URL is required and nothing embedded starts.
+# test/deploy.test.ts starts the compiled entrypoints without any development dependency.
 RUN npm ci --omit=dev --no-audit --no-fund \
- && rm -rf node_modules/typescript node_modules/.bin/tsc node_modules/.bin/tsserver \
- && rm -rf node_modules/embedded-postgres node_modules/@embedded-postgres node_modules/async-exit-hook
+ && rm -rf node_modules/typescript node_modules/.bin/tsc node_modules/.bin/tsserver
 
 # --- runtime -------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime

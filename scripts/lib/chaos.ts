@@ -38,8 +38,10 @@ export interface ChaosReport {
   refused: number;
   /** Creates answered anything else, or not within 5 s. */
   failedRequests: number;
-  /** The slowest answer to a create while the database was down, in ms. */
+  /** The slowest 503 as the load generator saw it (the machine's load included), ms. */
   slowestRefusalMs: number;
+  /** The slowest 503 as the API measured it (its request log), ms: the service's own figure. */
+  slowestRefusalServedMs: number;
   /** Accepted tasks missing from the database. */
   lost: number;
   /** Tasks still queued or in_progress after the drain. */
@@ -82,6 +84,8 @@ const EXPECTED_CALLS: Record<Kind, number> = { success: 1, chain: 1, failing: 2,
 const OUTCOME_ENTRIES = ['Task permanently failed after all retries', 'Task canceled by user request', 'Successfully posted to Slack with status 200'];
 const CHAINING_ENTRY = 'Task succeeded, creating chained task';
 const RECOVERY_LIMIT_MS = 10_000;
+/** A request that needs the database answers 503 within this while it is down. */
+const REFUSAL_LIMIT_MS = 2_000;
 
 interface Created {
   index: number;
@@ -89,8 +93,17 @@ interface Created {
   token: string;
   status: number;
   ms: number;
+  startedAt: number;
   id?: string;
   duringOutage: boolean;
+}
+
+/** How long each 503 took by the API's own request log. */
+function servedRefusals(log: string): number[] {
+  return log
+    .split('\n')
+    .filter((line) => line.includes('"msg":"request"') && line.includes('"status":503'))
+    .map((line) => Number(JSON.parse(line).duration_ms));
 }
 
 async function listenLocal(server: Server): Promise<string> {
@@ -220,13 +233,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       const kind = KINDS[index % KINDS.length]!;
       const token = `chaos-${index}`;
       const duringOutage = outage !== undefined;
+      const startedAt = Date.now();
       const started = performance.now();
       let entry: Created;
       try {
         const response = await httpJson(base, 'POST', '/api/v1/tasks', { json: taskBody(kind, token, receiverUrl), token: tokens[index % tokens.length]! });
-        entry = { index, kind, token, status: response.status, ms: performance.now() - started, duringOutage, id: response.body?.id };
+        entry = { index, kind, token, status: response.status, ms: performance.now() - started, startedAt, duringOutage, id: response.body?.id };
       } catch {
-        entry = { index, kind, token, status: 0, ms: performance.now() - started, duringOutage };
+        entry = { index, kind, token, status: 0, ms: performance.now() - started, startedAt, duringOutage };
       }
       created.push(entry);
     };
@@ -358,6 +372,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       refused: refused.length,
       failedRequests: failedRequests.length,
       slowestRefusalMs: Math.round(Math.max(0, ...refused.map((entry) => entry.ms))),
+      slowestRefusalServedMs: Math.round(Math.max(0, ...servedRefusals(api.output()))),
       lost: accepted.filter((entry) => !byId.has(entry.id!)).length,
       stuck: tasks.filter((task) => task.status === 'queued' || task.status === 'in_progress').length,
       wrongState: wrong.length,
@@ -370,7 +385,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       slowestRecoveryMs: Math.max(0, ...recoveries),
       processFailures,
       problems: [],
-      samples: [...wrong.slice(0, 5), ...failedRequests.slice(0, 5).map((entry) => `create #${entry.index} answered ${entry.status || 'nothing'} after ${Math.round(entry.ms)} ms`)],
+      samples: [
+        ...refused.filter((entry) => entry.ms > 2_000).map((entry) => `create #${entry.index} refused after ${Math.round(entry.ms)} ms (started ${new Date(entry.startedAt).toISOString()})`),
+        ...wrong.slice(0, 5),
+        ...failedRequests.slice(0, 5).map((entry) => `create #${entry.index} answered ${entry.status || 'nothing'} after ${Math.round(entry.ms)} ms`)],
     };
 
     // A clean stop at the end is part of staying healthy.
@@ -385,10 +403,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     for (const key of ['lost', 'stuck', 'wrongState', 'duplicatedChainLinks', 'missingChainLinks', 'duplicatedTerminalEntries', 'missingCallbacks', 'failedRequests'] as const) {
       if (report[key] > 0) problems.push(`${key}: ${report[key]}`);
     }
+    if (report.slowestRefusalServedMs > REFUSAL_LIMIT_MS) problems.push(`a 503 took ${report.slowestRefusalServedMs} ms (limit ${REFUSAL_LIMIT_MS})`);
     if (report.slowestRecoveryMs > RECOVERY_LIMIT_MS) problems.push(`recovery took ${report.slowestRecoveryMs} ms (limit ${RECOVERY_LIMIT_MS})`);
     problems.push(...processFailures);
     if (problems.length > 0) {
-      report.samples.push(`api log tail:\n${api.output().slice(-3000)}`, `worker log tail:\n${worker.output().slice(-3000)}`);
+      report.samples.push(
+        ...api
+          .output()
+          .split('\n')
+          .filter((line) => line.includes('"status":503') && JSON.parse(line).duration_ms > 1_000),
+`api log tail:\n${api.output().slice(-3000)}`, `worker log tail:\n${worker.output().slice(-3000)}`);
     }
     return report;
   } finally {
@@ -410,7 +434,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 export function summarize(report: ChaosReport): string {
   return [
     `chaos: ${report.durationSeconds} s, ${report.databaseRestarts} database restarts, ${report.workerKills} worker kills:`,
-    `accepted ${report.accepted}, refused with 503 ${report.refused} (slowest ${report.slowestRefusalMs} ms), failed requests ${report.failedRequests},`,
+    `accepted ${report.accepted}, refused with 503 ${report.refused} (slowest ${report.slowestRefusalServedMs} ms in the API, ${report.slowestRefusalMs} ms at the client), failed requests ${report.failedRequests},`,
     `lost ${report.lost}, stuck ${report.stuck}, wrong final state ${report.wrongState},`,
     `duplicated chain links ${report.duplicatedChainLinks}, missing chain links ${report.missingChainLinks}, duplicated terminal audit entries ${report.duplicatedTerminalEntries},`,
     `duplicate action calls ${report.duplicateActionCalls} (at-least-once), missing callbacks ${report.missingCallbacks}, duplicate callbacks ${report.duplicateCallbacks},`,

@@ -6,9 +6,11 @@ export type Db = Kysely<Database>;
 
 /**
  * How long a query waits for a pooled connection (or for a new one to be made) before it fails:
- * a request that needs a stopped database answers 503 within this, instead of hanging.
+ * a request that needs the database answers 503 within about this, instead of hanging, also
+ * while a restarting server has its port open but does not accept connections yet. Under normal
+ * load a connection is free within milliseconds; a second of waiting means the pool is overrun.
  */
-export const CONNECTION_TIMEOUT_MS = 1_500;
+export const CONNECTION_TIMEOUT_MS = 1_000;
 
 /** A Kysely client over its own pg pool; destroy() closes the pool. */
 export function createDb(connectionString: string, options: { max?: number; applicationName?: string } = {}): Db {

