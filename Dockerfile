@@ -31,7 +31,7 @@ COPY package.json package-lock.json ./
 # run time; removing it saves about 23 MB. embedded-postgres (the development default of `npm
 # start` without DATABASE_URL) is a development dependency, so it is not installed here: the
 # image runs with NODE_ENV=production, where DATABASE_URL is required and nothing embedded starts.
-# test/deploy.test.ts starts the compiled entrypoints without any development dependency.
+# test/faults/deploy.test.ts starts the compiled entrypoints without any development dependency.
 RUN npm ci --omit=dev --no-audit --no-fund \
  && rm -rf node_modules/typescript node_modules/.bin/tsc node_modules/.bin/tsserver
 

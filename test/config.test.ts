@@ -83,6 +83,10 @@ describe('values', () => {
     assert.equal(config.jwtExpireMinutes, 30);
     assert.deepEqual(config.retryDelaysSeconds, [10, 30, 60]);
     assert.equal(config.callbackTimeoutSeconds, 10);
+    assert.equal(config.databaseStartupTimeoutSeconds, 60);
+    assert.equal(config.slackTimeoutSeconds, 30);
+    assert.equal(config.legacyDclTimeoutSeconds, 10);
+    assert.equal(config.faultInjectionPoint, undefined);
     assert.equal(config.callbackAllowPrivateNetworks, false);
     assert.equal(config.maxBodyBytes, 1_048_576);
     assert.deepEqual(config.allowedWebOrigins, []);
@@ -104,6 +108,9 @@ describe('values', () => {
       LEGACY_DCL_BASE_URL: 'https://dcl.example.com/',
       RETRY_DELAYS_SECONDS: ' 1, 2 ,3 ',
       CALLBACK_TIMEOUT_SECONDS: '5',
+      DATABASE_STARTUP_TIMEOUT_SECONDS: '7',
+      SLACK_TIMEOUT_SECONDS: '8',
+      LEGACY_DCL_TIMEOUT_SECONDS: '9',
       CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true',
       MAX_BODY_BYTES: '2048',
     });
@@ -115,6 +122,9 @@ describe('values', () => {
     assert.equal(config.legacyDclBaseUrl, 'https://dcl.example.com');
     assert.deepEqual(config.retryDelaysSeconds, [1, 2, 3]);
     assert.equal(config.callbackTimeoutSeconds, 5);
+    assert.equal(config.databaseStartupTimeoutSeconds, 7);
+    assert.equal(config.slackTimeoutSeconds, 8);
+    assert.equal(config.legacyDclTimeoutSeconds, 9);
     assert.equal(config.callbackAllowPrivateNetworks, true);
     assert.equal(config.maxBodyBytes, 2048);
   });
@@ -146,6 +156,10 @@ describe('values', () => {
       ['RETRY_DELAYS_SECONDS', '10,,30'],
       ['RETRY_DELAYS_SECONDS', '10s'],
       ['CALLBACK_TIMEOUT_SECONDS', '-5'],
+      ['DATABASE_STARTUP_TIMEOUT_SECONDS', '0'],
+      ['SLACK_TIMEOUT_SECONDS', '301'],
+      ['LEGACY_DCL_TIMEOUT_SECONDS', '1.5'],
+      ['FAULT_INJECTION_POINT', 'everywhere'],
       ['CALLBACK_ALLOW_PRIVATE_NETWORKS', 'maybe'],
       ['MAX_BODY_BYTES', '1mb'],
       ['SLACK_WEBHOOK_URL', 'not a url'],
@@ -155,6 +169,11 @@ describe('values', () => {
       const error = configError({ NODE_ENV: 'production', SECRET_KEY: STRONG, [variable]: value });
       assert.match(error.message, new RegExp(`\\b${variable}\\b`), `${variable}=${value}: ${error.message}`);
     }
+  });
+
+  test('FAULT_INJECTION_POINT names a point outside production, and is refused in production', () => {
+    assert.equal(loadConfig({ NODE_ENV: 'test', SECRET_KEY: STRONG, FAULT_INJECTION_POINT: 'after-claim' }).faultInjectionPoint, 'after-claim');
+    assert.match(configError({ NODE_ENV: 'production', SECRET_KEY: STRONG, FAULT_INJECTION_POINT: 'after-claim' }).message, /FAULT_INJECTION_POINT is for tests only/);
   });
 
   test('boolean flags accept the usual spellings', () => {

@@ -36,7 +36,7 @@ export interface ChaosReport {
   accepted: number;
   /** Creates answered 503 (the database was down). */
   refused: number;
-  /** Creates answered anything else, or not within 5 s. */
+  /** Creates answered anything else, or not within CREATE_TIMEOUT_MS. */
   failedRequests: number;
   /** The slowest 503 as the load generator saw it (the machine's load included), ms. */
   slowestRefusalMs: number;
@@ -84,6 +84,8 @@ const EXPECTED_CALLS: Record<Kind, number> = { success: 1, chain: 1, failing: 2,
 const OUTCOME_ENTRIES = ['Task permanently failed after all retries', 'Task canceled by user request', 'Successfully posted to Slack with status 200'];
 const CHAINING_ENTRY = 'Task succeeded, creating chained task';
 const RECOVERY_LIMIT_MS = 10_000;
+/** A create without an answer in this long counts as failed: it hung. */
+const CREATE_TIMEOUT_MS = 10_000;
 /** A request that needs the database answers 503 within this while it is down. */
 const REFUSAL_LIMIT_MS = 2_000;
 
@@ -237,7 +239,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       const started = performance.now();
       let entry: Created;
       try {
-        const response = await httpJson(base, 'POST', '/api/v1/tasks', { json: taskBody(kind, token, receiverUrl), token: tokens[index % tokens.length]! });
+        const response = await httpJson(base, 'POST', '/api/v1/tasks', {
+          json: taskBody(kind, token, receiverUrl),
+          token: tokens[index % tokens.length]!,
+          timeoutMs: CREATE_TIMEOUT_MS,
+        });
         entry = { index, kind, token, status: response.status, ms: performance.now() - started, startedAt, duringOutage, id: response.body?.id };
       } catch {
         entry = { index, kind, token, status: 0, ms: performance.now() - started, startedAt, duringOutage };

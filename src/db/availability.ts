@@ -43,6 +43,8 @@ export interface DatabaseWatch {
    * until it answers again, which is logged too); any other error is logged as an error.
    */
   failed(error: unknown, operation: string): void;
+  /** Runs `listener` each time the database answers again after an outage. */
+  onAvailable(listener: () => void): void;
   stop(): void;
 }
 
@@ -57,6 +59,7 @@ export function createDatabaseWatch(probe: () => Promise<unknown>, logger: Logge
   let downSince: number | undefined;
   let probeTimer: NodeJS.Timeout | undefined;
   let stopped = false;
+  const listeners: (() => void)[] = [];
 
   const probeUntilBack = () => {
     probeTimer = setTimeout(() => {
@@ -65,6 +68,7 @@ export function createDatabaseWatch(probe: () => Promise<unknown>, logger: Logge
           logger.info('database available again', { down_ms: Date.now() - downSince! });
           downSince = undefined;
           probeTimer = undefined;
+          for (const listener of listeners) listener();
         },
         () => {
           if (!stopped) probeUntilBack();
@@ -88,6 +92,9 @@ export function createDatabaseWatch(probe: () => Promise<unknown>, logger: Logge
       logger.warn('database unavailable; retrying until it answers', { operation, reason: unavailableReason(error) });
       probeUntilBack();
     },
+    onAvailable(listener) {
+      listeners.push(listener);
+    },
     stop() {
       stopped = true;
       clearTimeout(probeTimer);
@@ -95,12 +102,17 @@ export function createDatabaseWatch(probe: () => Promise<unknown>, logger: Logge
   };
 }
 
-const FIRST_RETRY_MS = 100;
-const MAX_RETRY_MS = 1_000;
+const FIRST_RETRY_MS = 50;
+/**
+ * Retries stay frequent (a refused connection costs the stopped server nothing) so a write goes
+ * through within a quarter second of the database's return: before pg-boss's supervision, which
+ * may then have expired the job, redelivers it to a worker that would count the attempt as lost.
+ */
+const MAX_RETRY_MS = 250;
 
 /**
  * Runs `work` and, while it fails only because the database is unreachable, runs it again with a
- * short backoff (so it goes through within a second of the database's return), for up to
+ * short backoff, for up to
  * `patienceMs`. `work` is told whether an earlier try may have committed before its reply was
  * lost, so it can recognise its own effect. Any other error, or the end of patience, is thrown.
  */

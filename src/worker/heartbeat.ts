@@ -12,8 +12,9 @@ export interface Heartbeat {
 }
 
 /**
- * Records that this worker is alive every 10 s, so `/health/worker` can tell from any API
- * process whether some worker is running. The row is removed on a clean stop.
+ * Records that this worker is alive every 10 s and as soon as the database is back after an
+ * outage, so `/health/worker` can tell from any API process whether some worker is running. The
+ * row is removed on a clean stop.
  */
 export async function startHeartbeat(db: Db, watch: DatabaseWatch): Promise<Heartbeat> {
   const workerId = randomUUID();
@@ -27,10 +28,11 @@ export async function startHeartbeat(db: Db, watch: DatabaseWatch): Promise<Hear
     await db.deleteFrom('worker_heartbeats').where('last_seen_at', '<', sql<Date>`now() - interval '1 day'`).execute();
   };
   await beat();
-  const timer = setInterval(() => {
-    beat().catch((error: unknown) => watch.failed(error, 'worker heartbeat'));
-  }, HEARTBEAT_INTERVAL_MS);
+  const beatInBackground = () => void beat().catch((error: unknown) => watch.failed(error, 'worker heartbeat'));
+  const timer = setInterval(beatInBackground, HEARTBEAT_INTERVAL_MS);
   timer.unref();
+  // After an outage, say at once that this worker is alive, rather than at the next beat.
+  watch.onAvailable(beatInBackground);
   return {
     workerId,
     async stop() {

@@ -32,6 +32,11 @@ const TASKS_PER_FETCH = 4;
  * jobs returned by expiry. Half a second keeps retries "exact to within a second".
  */
 const DUE_WORK_POLL_SECONDS = 0.5;
+/**
+ * How often a running job's pg-boss heartbeat is refreshed. Well inside its 10 s limit, so a
+ * database outage of several seconds does not make a live worker's jobs look abandoned.
+ */
+const HEARTBEAT_REFRESH_SECONDS = 2;
 /** Wake a little after the due time, so the job's start_after has passed on the database's clock too. */
 const RETRY_WAKE_SLACK_MS = 20;
 /**
@@ -96,6 +101,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   const pollOptions = {
     pollingIntervalSeconds: DUE_WORK_POLL_SECONDS,
     notifyPollingIntervalSeconds: DUE_WORK_POLL_SECONDS,
+    heartbeatRefreshSeconds: HEARTBEAT_REFRESH_SECONDS,
   };
   const queues = [TASK_QUEUE.task, TASK_QUEUE.aoa];
   for (const queue of queues) {
@@ -127,7 +133,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   await boss.work<TaskJobData>(
     CALLBACK_QUEUE,
     {
-      pollingIntervalSeconds: DUE_WORK_POLL_SECONDS,
+      ...pollOptions,
       notifyPollingIntervalSeconds: CALLBACK_BACKSTOP_POLL_SECONDS,
       batchSize: 1,
       localConcurrency: CALLBACK_SLOTS,

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { httpJson, registerTenant } from '../scripts/lib/http-json.js';
-import { startPrivatePostgres, type PrivatePostgres } from '../scripts/lib/private-postgres.js';
-import { spawnService, type ServiceProcess } from '../scripts/lib/service-process.js';
-import { freePort } from '../src/main/embedded-postgres.js';
-import { startFakeSlack, type FakeSlack } from './helpers/engine.js';
-import { eventually } from './helpers/poll.js';
+import { httpJson, registerTenant } from '../../scripts/lib/http-json.js';
+import { startPrivatePostgres, type PrivatePostgres } from '../../scripts/lib/private-postgres.js';
+import { spawnService, type ServiceProcess } from '../../scripts/lib/service-process.js';
+import { freePort } from '../../src/main/embedded-postgres.js';
+import { startFakeSlack, type FakeSlack } from '../helpers/engine.js';
+import { eventually } from '../helpers/poll.js';
 
 /**
  * The API and the worker as separate processes on a PostgreSQL of the test's own, which is

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { runChaos, summarize } from '../scripts/lib/chaos.js';
+import { runChaos, summarize } from '../../scripts/lib/chaos.js';
 
 // A short `npm run chaos`: the API and the worker as processes on a private PostgreSQL under
 // steady load, two database restarts and two worker SIGKILLs. Nothing accepted may be lost,

@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { httpJson } from '../scripts/lib/http-json.js';
-import { startPrivatePostgres, type PrivatePostgres } from '../scripts/lib/private-postgres.js';
-import { spawnService, type ServiceProcess } from '../scripts/lib/service-process.js';
-import { freePort } from '../src/main/embedded-postgres.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { eventually } from './helpers/poll.js';
+import { httpJson } from '../../scripts/lib/http-json.js';
+import { startPrivatePostgres, type PrivatePostgres } from '../../scripts/lib/private-postgres.js';
+import { spawnService, type ServiceProcess } from '../../scripts/lib/service-process.js';
+import { freePort } from '../../src/main/embedded-postgres.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { eventually } from '../helpers/poll.js';
 
 /** The JSON log lines a process printed; anything else (a raw stack trace) fails the parse on purpose. */
 function logLines(service: ServiceProcess): Record<string, any>[] {

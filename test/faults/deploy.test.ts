@@ -3,12 +3,12 @@ import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { freePort } from '../src/main/embedded-postgres.js';
-import { createTestDatabase, type TestDatabase } from './helpers/database.js';
-import { eventually } from './helpers/poll.js';
+import { freePort } from '../../src/main/embedded-postgres.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { eventually } from '../helpers/poll.js';
 
-const ROOT = new URL('../', import.meta.url).pathname;
-const PRODUCTION_ONLY = new URL('./helpers/production-dependencies.mjs', import.meta.url).pathname;
+const ROOT = new URL('../../', import.meta.url).pathname;
+const PRODUCTION_ONLY = new URL('../helpers/production-dependencies.mjs', import.meta.url).pathname;
 const run = promisify(execFile);
 
 /**

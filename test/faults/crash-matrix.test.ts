@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { spawnService, type ServiceProcess } from '../scripts/lib/service-process.js';
-import { FAULT_POINTS, type FaultPoint } from '../src/lib/fault-injection.js';
-import { startTestApp, type TestApp } from './helpers/app.js';
+import { spawnService, type ServiceProcess } from '../../scripts/lib/service-process.js';
+import { FAULT_POINTS, type FaultPoint } from '../../src/lib/fault-injection.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
 import {
   count,
   createTask,
@@ -14,10 +14,10 @@ import {
   waitForLog,
   waitForStatus,
   type FakeSlack,
-} from './helpers/engine.js';
-import { startFakeServer, type FakeServer } from './helpers/fake-server.js';
-import { eventually } from './helpers/poll.js';
-import { registerAndLogin } from './helpers/users.js';
+} from '../helpers/engine.js';
+import { startFakeServer, type FakeServer } from '../helpers/fake-server.js';
+import { eventually } from '../helpers/poll.js';
+import { registerAndLogin } from '../helpers/users.js';
 
 /**
  * A worker killed with SIGKILL at each point of a task's life (FAULT_INJECTION_POINT makes it
