@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { freePort } from '../../src/main/embedded-postgres.js';
 import { startPrivatePostgres, type PrivatePostgres } from './private-postgres.js';
-import { httpJson, registerTenant } from './http-json.js';
+import { httpJson, readRequestBody, registerTenant } from './http-json.js';
 import { spawnService, type ServiceProcess } from './service-process.js';
 
 /**
@@ -113,21 +113,11 @@ async function listenLocal(server: Server): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-async function readJson(request: IncomingMessage): Promise<any> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) chunks.push(chunk as Buffer);
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
 /** A Slack stand-in whose answer depends on the channel, counting calls per message. */
 function fakeSlack() {
   const calls = new Map<string, number>();
   const server = createServer(async (request, response) => {
-    const body = await readJson(request);
+    const body = await readRequestBody(request);
     const message = String(body?.text ?? '');
     const seen = (calls.get(message) ?? 0) + 1;
     calls.set(message, seen);
@@ -151,7 +141,7 @@ function fakeSlack() {
 function fakeReceiver() {
   const received = new Map<string, number>();
   const server = createServer(async (request, response) => {
-    const body = await readJson(request);
+    const body = await readRequestBody(request);
     if (typeof body?.id === 'string') received.set(body.id, (received.get(body.id) ?? 0) + 1);
     response.writeHead(204).end();
   });

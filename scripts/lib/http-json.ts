@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+
 export interface JsonResponse {
   status: number;
   headers: Headers;
@@ -36,4 +38,17 @@ export async function registerTenant(base: string, label: string) {
   const login = await httpJson(base, 'POST', '/api/v1/auth/login', { json: { email, password } });
   if (login.status !== 200) throw new Error(`login answered ${login.status}: ${JSON.stringify(login.body)}`);
   return { token: login.body.access_token as string, tenantId: registered.body.tenant_id as string, userId: registered.body.id as string };
+}
+
+/** A request's body as a local test server sees it: parsed JSON, else the text (undefined when empty). */
+export async function readRequestBody(request: IncomingMessage): Promise<any> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
 }

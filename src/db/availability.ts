@@ -112,9 +112,9 @@ const MAX_RETRY_MS = 250;
 
 /**
  * Runs `work` and, while it fails only because the database is unreachable, runs it again with a
- * short backoff, for up to
- * `patienceMs`. `work` is told whether an earlier try may have committed before its reply was
- * lost, so it can recognise its own effect. Any other error, or the end of patience, is thrown.
+ * short backoff, for up to `patienceMs`. `work` is told whether an earlier try may have committed
+ * before its reply was lost, so it can recognise its own effect. Any other error, the end of
+ * patience, or an aborted `signal` ends the retries with the last error.
  */
 export async function retryWhileUnavailable<T>(
   work: (retrying: boolean) => Promise<T>,

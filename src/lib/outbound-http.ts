@@ -21,7 +21,6 @@ export interface OutboundRequest {
 
 export interface OutboundResponse {
   status: number;
-  headers: Headers;
   /** The body as text, at most maxBodyBytes of it. */
   text: string;
   /** The body went on past maxBodyBytes; the rest was never read. */
@@ -31,7 +30,7 @@ export interface OutboundResponse {
 /** No complete answer within the request's deadline. */
 export class OutboundTimeoutError extends Error {
   override name = 'OutboundTimeoutError';
-  constructor(readonly timeoutMs: number) {
+  constructor(timeoutMs: number) {
     super(`no answer within ${timeoutMs / 1000} s`);
   }
 }
@@ -94,7 +93,7 @@ export async function sendOutbound(request: OutboundRequest): Promise<OutboundRe
     });
     // The deadline still governs the body: aborting the signal errors the stream mid-read.
     const { text, truncated } = await readCapped(response._data, request.maxBodyBytes);
-    return { status: response.status, headers: response.headers, text, truncated };
+    return { status: response.status, text, truncated };
   } catch (error) {
     if (request.signal?.aborted) throw request.signal.reason;
     if (deadline.aborted) throw new OutboundTimeoutError(request.timeoutMs);

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readRequestBody } from '../../scripts/lib/http-json.js';
 
 export interface RecordedRequest {
   method: string;
@@ -33,42 +34,32 @@ export interface FakeServer {
  */
 export async function startFakeServer(reply: FakeServer['reply'] = () => ({ status: 200, body: 'ok' })): Promise<FakeServer> {
   const fake: FakeServer = { url: '', requests: [], reply, close: async () => {} };
-  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      let body: unknown = text;
-      try {
-        body = text ? JSON.parse(text) : undefined;
-      } catch {
-        // Not JSON: keep the text.
-      }
-      const recorded: RecordedRequest = {
-        method: req.method ?? '',
-        path: req.url ?? '',
-        headers: req.headers,
-        body,
-        receivedAt: Date.now(),
-        aborted: false,
-      };
-      fake.requests.push(recorded);
-      res.on('close', () => {
-        if (!res.writableFinished) recorded.aborted = true;
-      });
-      const answer = fake.reply(recorded);
-      if ('hang' in answer) return;
-      const send = () => {
-        recorded.answeredAt = Date.now();
-        if (res.destroyed) return;
-        const payload = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body ?? {});
-        res.writeHead(answer.status, { 'Content-Type': typeof answer.body === 'string' ? 'text/plain' : 'application/json' });
-        res.end(payload);
-      };
-      if (answer.after) void answer.after.finally(send);
-      else if (answer.delayMs) setTimeout(send, answer.delayMs);
-      else send();
+  const server: Server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    const body = await readRequestBody(req);
+    const recorded: RecordedRequest = {
+      method: req.method ?? '',
+      path: req.url ?? '',
+      headers: req.headers,
+      body,
+      receivedAt: Date.now(),
+      aborted: false,
+    };
+    fake.requests.push(recorded);
+    res.on('close', () => {
+      if (!res.writableFinished) recorded.aborted = true;
     });
+    const answer = fake.reply(recorded);
+    if ('hang' in answer) return;
+    const send = () => {
+      recorded.answeredAt = Date.now();
+      if (res.destroyed) return;
+      const payload = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body ?? {});
+      res.writeHead(answer.status, { 'Content-Type': typeof answer.body === 'string' ? 'text/plain' : 'application/json' });
+      res.end(payload);
+    };
+    if (answer.after) void answer.after.finally(send);
+    else if (answer.delayMs) setTimeout(send, answer.delayMs);
+    else send();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

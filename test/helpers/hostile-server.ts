@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readRequestBody } from '../../scripts/lib/http-json.js';
 
 /** What a hostile outside server does with a request. */
 export type Hostility =
@@ -48,72 +49,62 @@ const HUGE_BYTES = 20 * 1024 * 1024;
 export async function startHostileServer(choose: (request: IncomingMessage, body: any) => Hostility, redirectTo = 'http://169.254.169.254/latest/meta-data/'): Promise<HostileServer> {
   const exchanges: HostileExchange[] = [];
   const timers = new Set<NodeJS.Timeout>();
-  const server: Server = createServer((request: IncomingMessage, response: ServerResponse) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      let body: unknown = text;
-      try {
-        body = text ? JSON.parse(text) : undefined;
-      } catch {
-        // Not JSON: keep the text.
+  const server: Server = createServer(async (request: IncomingMessage, response: ServerResponse) => {
+    const body = await readRequestBody(request);
+    const hostility = choose(request, body);
+    const exchange: HostileExchange = { hostility, path: request.url ?? '', body, receivedAt: Date.now(), bytesWritten: 0 };
+    exchanges.push(exchange);
+    response.on('close', () => (exchange.closedAt = Date.now()));
+    const write = (chunk: string | Buffer) => {
+      exchange.bytesWritten += Buffer.byteLength(chunk);
+      return response.write(chunk);
+    };
+    switch (hostility) {
+      case 'silent':
+        return;
+      case 'slow-headers': {
+        request.socket.write('HTTP/1.1 200 OK\r\n');
+        const timer = setInterval(() => (request.socket.destroyed ? clearInterval(timer) : request.socket.write('X')), 1_000);
+        timers.add(timer);
+        return;
       }
-      const hostility = choose(request, body);
-      const exchange: HostileExchange = { hostility, path: request.url ?? '', body, receivedAt: Date.now(), bytesWritten: 0 };
-      exchanges.push(exchange);
-      response.on('close', () => (exchange.closedAt = Date.now()));
-      const write = (chunk: string | Buffer) => {
-        exchange.bytesWritten += Buffer.byteLength(chunk);
-        return response.write(chunk);
-      };
-      switch (hostility) {
-        case 'silent':
-          return;
-        case 'slow-headers': {
-          request.socket.write('HTTP/1.1 200 OK\r\n');
-          const timer = setInterval(() => (request.socket.destroyed ? clearInterval(timer) : request.socket.write('X')), 1_000);
-          timers.add(timer);
-          return;
-        }
-        case 'trickle': {
-          response.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': '1000000' });
-          write('{');
-          const timer = setInterval(() => (response.destroyed ? clearInterval(timer) : write(' ')), 1_000);
-          timers.add(timer);
-          return;
-        }
-        case 'endless': {
-          response.writeHead(200, { 'Content-Type': 'application/json' });
-          const block = Buffer.alloc(64 * 1024, 'x');
-          const pump = () => {
-            while (!response.destroyed && write(block));
-          };
-          response.on('drain', pump);
-          pump();
-          return;
-        }
-        case 'huge': {
-          const value = 'x'.repeat(HUGE_BYTES);
-          response.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(HUGE_BYTES + 2) });
-          write(`"${value}"`);
-          response.end();
-          return;
-        }
-        case 'reset':
-          request.socket.resetAndDestroy();
-          return;
-        case 'error':
-          response.writeHead(500, { 'Content-Type': 'application/json' }).end('{"error":"boom"}');
-          return;
-        case 'ok':
-          response.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}');
-          return;
-        case 'redirect':
-          response.writeHead(302, { Location: redirectTo, 'Content-Type': 'application/json' }).end('{"moved":true}');
-          return;
+      case 'trickle': {
+        response.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': '1000000' });
+        write('{');
+        const timer = setInterval(() => (response.destroyed ? clearInterval(timer) : write(' ')), 1_000);
+        timers.add(timer);
+        return;
       }
-    });
+      case 'endless': {
+        response.writeHead(200, { 'Content-Type': 'application/json' });
+        const block = Buffer.alloc(64 * 1024, 'x');
+        const pump = () => {
+          while (!response.destroyed && write(block));
+        };
+        response.on('drain', pump);
+        pump();
+        return;
+      }
+      case 'huge': {
+        const value = 'x'.repeat(HUGE_BYTES);
+        response.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(HUGE_BYTES + 2) });
+        write(`"${value}"`);
+        response.end();
+        return;
+      }
+      case 'reset':
+        request.socket.resetAndDestroy();
+        return;
+      case 'error':
+        response.writeHead(500, { 'Content-Type': 'application/json' }).end('{"error":"boom"}');
+        return;
+      case 'ok':
+        response.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}');
+        return;
+      case 'redirect':
+        response.writeHead(302, { Location: redirectTo, 'Content-Type': 'application/json' }).end('{"moved":true}');
+        return;
+    }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
