@@ -186,6 +186,40 @@ describe('duplicate delivery', () => {
   });
 });
 
+describe('a claim retried after its reply was lost', () => {
+  test('recognises its own committed claim and runs the task once', async () => {
+    const user = await registerAndLogin(app, 'retried-claim');
+    const task = await createTask(app, user.token, { payload: slackPayload(newChannel('retried-claim')) });
+    const job = await fetchJob(task.id);
+    const { execution } = runner();
+    const delivery: Delivery = { taskId: task.id, tenantId: user.tenantId, attempt: { id: job.id, retryCount: job.retryCount } };
+    assert.equal((await execution.begin(delivery)).run, true);
+    // The first claim committed; the retry sees it as its own, and claims nothing more.
+    const again = await execution.begin(delivery, { retrying: true });
+    assert.equal(again.run, true);
+    assert.equal(count(await logMessages(app, task.id), (message) => message === 'Task execution started'), 1);
+  });
+
+  test('after recording a lost attempt, does not claim the retry it scheduled', async () => {
+    const user = await registerAndLogin(app, 'retried-lost');
+    const task = await createTask(app, user.token, { payload: slackPayload(newChannel('retried-lost')), max_retries: 2 });
+    const job = await fetchJob(task.id);
+    const { execution } = runner();
+    const lost: Delivery = { taskId: task.id, tenantId: user.tenantId, attempt: { id: job.id, retryCount: job.retryCount } };
+    assert.equal((await execution.begin(lost)).run, true);
+    // The next delivery finds the attempt lost and schedules a retry; its begin() is then tried
+    // again, as after a commit whose reply the connection lost.
+    const next: Delivery = { ...lost, attempt: { id: job.id, retryCount: job.retryCount + 1 } };
+    assert.deepEqual(await execution.begin(next), { run: false, reason: 'lost attempt recorded' });
+    const again = await execution.begin(next, { retrying: true });
+    assert.equal(again.run, false, 'the retry waits for its own delivery');
+    const waiting = await getTask(app, user.token, task.id);
+    assert.equal(waiting.status, 'queued');
+    assert.equal(waiting.retry_count, 1);
+    assert.equal(count(await logMessages(app, task.id), (message) => message === 'Task execution started'), 1);
+  });
+});
+
 describe('a run that finishes after a cancel', () => {
   test('never overwrites canceled, even when the action completes and nothing aborted it', async () => {
     const fixture = await chainFixture('late-finish');

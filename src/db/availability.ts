@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { withTimeout } from '../lib/timeout.js';
 import type { Logger } from '../logger.js';
 import { CONNECTION_TIMEOUT_MS } from './client.js';
 
@@ -11,9 +12,12 @@ const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'E
  * is matched by prefix.
  */
 const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
-/** What node-postgres says when a connection dies or cannot be made in time; these errors carry no code. */
+/**
+ * What node-postgres says when a connection dies or cannot be made in time, and pg-boss when its
+ * LISTEN session is lost; these errors carry no code.
+ */
 const LOST_CONNECTION_MESSAGE =
-  /Connection terminated|timeout exceeded when trying to connect|not queryable|Query read timeout|Connection closed|ended by the server/i;
+  /Connection terminated|timeout exceeded when trying to connect|not queryable|Query read timeout|Connection closed|ended by the server|LISTEN\/NOTIFY (heartbeat timed out|connection ended|channel registration was lost)/i;
 
 /**
  * Whether `error` says the database is unreachable right now (stopped, restarting, connection
@@ -43,12 +47,14 @@ export interface DatabaseWatch {
    * until it answers again, which is logged too); any other error is logged as an error.
    */
   failed(error: unknown, operation: string): void;
-  /** Runs `listener` each time the database answers again after an outage. */
-  onAvailable(listener: () => void): void;
+  /** Runs `listener` each time the database answers again after an outage; returns an unsubscribe. */
+  onAvailable(listener: () => void): () => void;
   stop(): void;
 }
 
 const PROBE_INTERVAL_MS = 500;
+/** A probe that hangs (a database that neither answers nor refuses) counts as a failed one. */
+const PROBE_TIMEOUT_MS = 2_000;
 
 /**
  * Turns the storm of errors an outage causes (every poll of every queue loop, every heartbeat)
@@ -59,11 +65,11 @@ export function createDatabaseWatch(probe: () => Promise<unknown>, logger: Logge
   let downSince: number | undefined;
   let probeTimer: NodeJS.Timeout | undefined;
   let stopped = false;
-  const listeners: (() => void)[] = [];
+  const listeners = new Set<() => void>();
 
   const probeUntilBack = () => {
     probeTimer = setTimeout(() => {
-      probe().then(
+      withTimeout(probe(), PROBE_TIMEOUT_MS, 'database probe timed out').then(
         () => {
           logger.info('database available again', { down_ms: Date.now() - downSince! });
           downSince = undefined;
@@ -93,7 +99,8 @@ export function createDatabaseWatch(probe: () => Promise<unknown>, logger: Logge
       probeUntilBack();
     },
     onAvailable(listener) {
-      listeners.push(listener);
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
     },
     stop() {
       stopped = true;

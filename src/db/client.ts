@@ -19,6 +19,9 @@ export function createDb(connectionString: string, options: { max?: number; appl
     max: options.max ?? 20,
     application_name: options.applicationName ?? 'autonomos',
     connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
+    // A server that vanished without closing its connections (a partition, a failover) is
+    // noticed by TCP keepalive rather than left to hang until the kernel gives up.
+    keepAlive: true,
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', () => {});

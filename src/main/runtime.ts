@@ -147,6 +147,8 @@ export async function run(mode: Mode): Promise<void> {
     if (mode !== 'worker') running.server = await listen(createApp({ db, boss, config, logger }), config, logger);
   } catch (error) {
     if (stoppingSince !== undefined) return; // a signal interrupted start-up; shutdown() is on it
+    // A signal from here on finds a shutdown under way, as during a stop.
+    stoppingSince = Date.now();
     logger.error(`start-up failed: ${describeStartupFailure(error, config)}`);
     await stopRunning(running, 0, logger);
     process.exit(1);

@@ -52,6 +52,8 @@ export function createTaskExecution(deps: {
           retryCount: task.retry_count + 1,
           delaySeconds,
           result: { error },
+          // A retried begin() of the delivery that found the attempt lost must not claim the retry.
+          recordedBy: delivery.attempt.retryCount,
         });
         await store.audit(task.id, audit.retryScheduled(task.retry_count + 1, task.max_retries));
         await queue.retryAt(trx, task, delivery.attempt, retry!.scheduled_for!, error);

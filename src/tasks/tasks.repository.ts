@@ -93,11 +93,16 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
         .executeTakeFirst();
     },
 
-    /** in_progress → queued for a later attempt, only for the delivery that holds the attempt. */
-    async requeueForRetry(id: string, delivery: number, retry: { retryCount: number; delaySeconds: number; result: unknown }) {
+    /**
+     * in_progress → queued for a later attempt, only for the delivery that holds the attempt.
+     * `recordedBy` is the delivery recording it (a later one when the holder was lost): neither
+     * it nor an earlier one can claim the retry, only the job's next delivery.
+     */
+    async requeueForRetry(id: string, delivery: number, retry: { retryCount: number; delaySeconds: number; result: unknown; recordedBy: number }) {
       return heldAttempt(id, delivery)
         .set({
           status: 'queued',
+          claimed_delivery: retry.recordedBy,
           retry_count: retry.retryCount,
           scheduled_for: sql<Date>`now() + make_interval(secs => ${retry.delaySeconds})`,
           result: json(retry.result),

@@ -32,11 +32,12 @@ export async function startHeartbeat(db: Db, watch: DatabaseWatch): Promise<Hear
   const timer = setInterval(beatInBackground, HEARTBEAT_INTERVAL_MS);
   timer.unref();
   // After an outage, say at once that this worker is alive, rather than at the next beat.
-  watch.onAvailable(beatInBackground);
+  const unsubscribe = watch.onAvailable(beatInBackground);
   return {
     workerId,
     async stop() {
       clearInterval(timer);
+      unsubscribe();
       await db.deleteFrom('worker_heartbeats').where('id', '=', workerId).execute();
     },
   };

@@ -158,11 +158,13 @@ describe('a database restart under a running service', () => {
     assert.equal(canceled.status, 200);
     await eventually(() => (call.aborted ? true : undefined), { timeoutMs: 2_000, message: 'the running call aborted by the cancel' });
 
-    // Each process logged the outage once, not once per failed poll.
+    // Each process logged the outage and its end, not every failed poll (a straggler failing just
+    // after the probe saw the database back may open a second, short episode).
     for (const [name, service] of [['api', api], ['worker', worker]] as const) {
       const lines = service.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
-      assert.equal(lines.filter((line) => line.msg === 'database unavailable; retrying until it answers').length, 1, `${name}: one outage line`);
-      assert.equal(lines.filter((line) => line.msg === 'database available again').length, 1, `${name}: one recovery line`);
+      const outages = lines.filter((line) => line.msg === 'database unavailable; retrying until it answers').length;
+      assert.ok(outages >= 1 && outages <= 2, `${name}: ${outages} outage lines`);
+      assert.equal(lines.filter((line) => line.msg === 'database available again').length, outages, `${name}: a recovery line per outage line`);
       assert.equal(lines.filter((line) => line.level === 'error').length, 0, `${name}: no error lines: ${service.output().slice(-3000)}`);
     }
   });
