@@ -125,7 +125,7 @@ const MAX_RETRY_MS = 250;
  */
 export async function retryWhileUnavailable<T>(
   work: (retrying: boolean) => Promise<T>,
-  options: { patienceMs: number; watch?: DatabaseWatch; operation: string; signal?: AbortSignal },
+  options: { patienceMs: number; watch: DatabaseWatch; operation: string; signal?: AbortSignal },
 ): Promise<T> {
   const giveUpAt = Date.now() + options.patienceMs;
   let delay = FIRST_RETRY_MS;
@@ -134,7 +134,7 @@ export async function retryWhileUnavailable<T>(
       return await work(retrying);
     } catch (error) {
       if (!isDatabaseUnavailable(error) || Date.now() + delay > giveUpAt || options.signal?.aborted) throw error;
-      options.watch?.failed(error, options.operation);
+      options.watch.failed(error, options.operation);
       await sleep(delay, undefined, options.signal ? { signal: options.signal } : {}).catch(() => {});
       delay = Math.min(delay * 2, MAX_RETRY_MS);
     }
