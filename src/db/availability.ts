@@ -153,13 +153,14 @@ const MAX_STARTUP_RETRY_MS = 5_000;
  * Waits until the database accepts a connection and answers, as a process started next to a
  * database that is still starting (or briefly down) must: each failed try is logged on one line,
  * with a growing pause between tries. Errors that waiting cannot fix (a wrong password, a missing
- * database) are thrown at once; after `timeoutSeconds` a DatabaseStartupTimeoutError is.
+ * database) are thrown at once; at `giveUpAt` a DatabaseStartupTimeoutError is, which names
+ * `timeoutSeconds`, the whole start-up's limit.
  */
 export async function waitForDatabase(
   connectionString: string,
-  options: { timeoutSeconds: number; logger: Logger; signal?: AbortSignal },
+  options: { giveUpAt: number; timeoutSeconds: number; logger: Logger; signal?: AbortSignal },
 ): Promise<void> {
-  const giveUpAt = Date.now() + options.timeoutSeconds * 1000;
+  const { giveUpAt } = options;
   let delay = FIRST_STARTUP_RETRY_MS;
   for (let attempt = 1; ; attempt++) {
     const client = new pg.Client({ connectionString, connectionTimeoutMillis: CONNECTION_TIMEOUT_MS, application_name: 'autonomos-startup' });

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { PgBoss } from 'pg-boss';
 import { ConfigError, loadConfig, type Config } from '../config.js';
-import { createDatabaseWatch, waitForDatabase, type DatabaseWatch } from '../db/availability.js';
+import { createDatabaseWatch, isDatabaseUnavailable, unavailableReason, waitForDatabase, type DatabaseWatch } from '../db/availability.js';
 import { createDb, pingDatabase, type Db } from '../db/client.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
@@ -41,9 +41,8 @@ function describeStartupFailure(error: unknown, config: Config): string {
   return cause && !message?.includes(cause) ? `${message}: ${cause}` : (message ?? String(error));
 }
 
-/** The parts of a running process, each present once started; stopping handles any subset. */
+/** The parts of a process that use the database, each present once started; stopping handles any subset. */
 interface Running {
-  embedded?: EmbeddedPostgres;
   db?: Db;
   watch?: DatabaseWatch;
   boss?: PgBoss;
@@ -64,21 +63,23 @@ function listen(app: ReturnType<typeof createApp>, config: Config, logger: Logge
   });
 }
 
+/** Runs one step of a shutdown; a failed step is logged and the next one runs all the same. */
+async function shutdownStep(logger: Logger, name: string, work: () => Promise<unknown>): Promise<void> {
+  try {
+    await work();
+  } catch (error) {
+    logger.warn(`shutdown step failed: ${name}`, { error });
+  }
+}
+
 /**
  * Stops whatever has started, newest first: the HTTP server stops taking requests, the worker
- * lets running tasks finish (up to `graceMs`), then the queue, the pool and last the embedded
- * PostgreSQL. Each step runs even if one before it failed: a lost database must not keep the
- * rest open.
+ * lets running tasks finish (up to `graceMs`), then the queue and the pool. Each step runs even
+ * if one before it failed: a lost database must not keep the rest open.
  */
 async function stopRunning(running: Running, graceMs: number, logger: Logger): Promise<void> {
-  const step = async (name: string, work: () => Promise<unknown>) => {
-    try {
-      await work();
-    } catch (error) {
-      logger.warn(`shutdown step failed: ${name}`, { error });
-    }
-  };
-  const { server, worker, boss, db, watch, embedded } = running;
+  const step = (name: string, work: () => Promise<unknown>) => shutdownStep(logger, name, work);
+  const { server, worker, boss, db, watch } = running;
   const serverClosed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
   if (worker) await step('worker', () => worker.stop(graceMs));
   // Anything still running after the grace period is failed back to the queue for another worker.
@@ -86,7 +87,6 @@ async function stopRunning(running: Running, graceMs: number, logger: Logger): P
   await step('http server', () => serverClosed);
   watch?.stop();
   if (db) await step('database pool', () => db.destroy());
-  if (embedded) await step('embedded PostgreSQL', () => embedded.stop());
 }
 
 /**
@@ -98,9 +98,15 @@ export async function run(mode: Mode): Promise<void> {
   const bootLogger = createLogger({ base: { mode } });
   const config = loadConfigOrExit(bootLogger);
   const logger = createLogger({ level: config.logLevel, base: { mode } });
-  const running: Running = {};
+  let embedded: EmbeddedPostgres | undefined;
+  let running: Running = {};
   // Aborts a start-up still waiting for the database when a signal arrives.
   const startup = new AbortController();
+  /** The embedded PostgreSQL, if any, goes last: everything else still talks to it until then. */
+  const stopEverything = async (graceMs: number) => {
+    await stopRunning(running, graceMs, logger);
+    if (embedded) await shutdownStep(logger, 'embedded PostgreSQL', () => embedded!.stop());
+  };
 
   let stoppingSince: number | undefined;
   const shutdown = async (signal: string) => {
@@ -114,12 +120,27 @@ export async function run(mode: Mode): Promise<void> {
     stoppingSince = Date.now();
     logger.info('shutting down', { signal });
     startup.abort();
-    await stopRunning(running, SHUTDOWN_GRACE_MS, logger);
+    await stopEverything(SHUTDOWN_GRACE_MS);
     logger.info('stopped');
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  /** Everything that needs the database: migrations, the queue, the worker, then the HTTP server. */
+  const startOnDatabase = async (parts: Running, databaseUrl: string) => {
+    const db = (parts.db = createDb(databaseUrl, { applicationName: `autonomos-${mode}` }));
+    const watch = (parts.watch = createDatabaseWatch(() => pingDatabase(db), logger));
+    const applied = await migrateToLatest(db);
+    if (applied.length > 0) logger.info('migrations applied', { migrations: applied });
+
+    const boss = (parts.boss = createBoss(databaseUrl, logger, { supervise: mode !== 'api', watch }));
+    await boss.start();
+    await declareQueues(boss);
+
+    if (mode !== 'api') parts.worker = await startWorker({ db, boss, config, logger, watch });
+    if (mode !== 'worker') parts.server = await listen(createApp({ db, boss, config, logger }), config, logger);
+  };
 
   try {
     let databaseUrl = config.databaseUrl;
@@ -129,28 +150,30 @@ export async function run(mode: Mode): Promise<void> {
       if (config.env === 'production') {
         throw new Error('DATABASE_URL is not set: in production point it at your PostgreSQL, e.g. postgres://user:pass@db:5432/autonomos');
       }
-      running.embedded = await startEmbeddedPostgres(logger);
-      databaseUrl = running.embedded.url;
+      embedded = await startEmbeddedPostgres(logger);
+      databaseUrl = embedded.url;
     }
-    await waitForDatabase(databaseUrl, { timeoutSeconds: config.databaseStartupTimeoutSeconds, logger, signal: startup.signal });
-
-    const db = (running.db = createDb(databaseUrl, { applicationName: `autonomos-${mode}` }));
-    const watch = (running.watch = createDatabaseWatch(() => pingDatabase(db), logger));
-    const applied = await migrateToLatest(db);
-    if (applied.length > 0) logger.info('migrations applied', { migrations: applied });
-
-    const boss = (running.boss = createBoss(databaseUrl, logger, { supervise: mode !== 'api', watch }));
-    await boss.start();
-    await declareQueues(boss);
-
-    if (mode !== 'api') running.worker = await startWorker({ db, boss, config, logger, watch });
-    if (mode !== 'worker') running.server = await listen(createApp({ db, boss, config, logger }), config, logger);
+    const giveUpAt = Date.now() + config.databaseStartupTimeoutSeconds * 1000;
+    for (;;) {
+      await waitForDatabase(databaseUrl, { giveUpAt, timeoutSeconds: config.databaseStartupTimeoutSeconds, logger, signal: startup.signal });
+      try {
+        await startOnDatabase(running, databaseUrl);
+        break;
+      } catch (error) {
+        // The database went away again in the middle of start-up (a restart, a container started
+        // next to a database that is still settling): start over once it is back, within the same limit.
+        if (!isDatabaseUnavailable(error) || Date.now() >= giveUpAt || stoppingSince !== undefined) throw error;
+        logger.warn('database lost during start-up; starting over once it answers', { reason: unavailableReason(error) });
+        await stopRunning(running, 0, logger);
+        running = {};
+      }
+    }
   } catch (error) {
     if (stoppingSince !== undefined) return; // a signal interrupted start-up; shutdown() is on it
     // A signal from here on finds a shutdown under way, as during a stop.
     stoppingSince = Date.now();
     logger.error(`start-up failed: ${describeStartupFailure(error, config)}`);
-    await stopRunning(running, 0, logger);
+    await stopEverything(0);
     process.exit(1);
   }
 }

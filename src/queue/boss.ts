@@ -1,6 +1,5 @@
 import { PgBoss } from 'pg-boss';
 import type { DatabaseWatch } from '../db/availability.js';
-import { CONNECTION_TIMEOUT_MS } from '../db/client.js';
 import type { Logger } from '../logger.js';
 
 export const BOSS_SCHEMA = 'pgboss';
@@ -19,7 +18,6 @@ export function createBoss(connectionString: string, logger: Logger, options: Bo
     schema: BOSS_SCHEMA,
     application_name: 'autonomos-queue',
     max: 10,
-    connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
     supervise: options.supervise,
     // Frequent passes notice a crashed worker's expired or heartbeat-less jobs within seconds.
     superviseIntervalSeconds: 5,

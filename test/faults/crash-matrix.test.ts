@@ -22,9 +22,11 @@ import { registerAndLogin } from '../helpers/users.js';
 /**
  * A worker killed with SIGKILL at each point of a task's life (FAULT_INJECTION_POINT makes it
  * kill itself exactly there), then a healthy worker takes over. Every scenario runs a chained
- * task with callbacks on both steps and one retry, on a database of its own; they run at once.
+ * task with callbacks on both steps and one retry, on a database of its own. Two run at once: each
+ * holds two processes' connection pools on the shared PostgreSQL (max_connections 100 by default),
+ * which the other test files use too.
  */
-describe('a worker killed at each point of a task', { concurrency: true }, () => {
+describe('a worker killed at each point of a task', { concurrency: 2 }, () => {
   let slack: FakeSlack;
   let receiver: FakeServer;
   const apps: TestApp[] = [];

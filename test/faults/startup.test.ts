@@ -77,6 +77,39 @@ describe('starting before the database accepts connections', () => {
     }
   });
 
+  test('a database lost again in the middle of start-up: it starts over once the database is back', async () => {
+    // A database of its own on the private server, so this start-up has migrations to apply.
+    await database.start();
+    const fresh = new URL(database.url);
+    fresh.pathname = `/fresh_${Date.now()}`;
+    const admin = new pg.Client({ connectionString: database.url });
+    await admin.connect();
+    await admin.query(`create database ${fresh.pathname.slice(1)}`);
+    await admin.end();
+    await database.stop();
+    const port = await freePort();
+    const service = spawnService('all', { DATABASE_URL: fresh.toString(), PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info' });
+    services.push(service);
+    const logged = (message: string) => logLines(service).some((line) => line.msg === message);
+    await eventually(() => (logged('database not reachable yet; retrying') ? true : undefined), { timeoutMs: 20_000, message: 'waiting' });
+    await database.start();
+    // Migrations are the first step on the database; the queue, the worker and the server follow.
+    await eventually(() => (logged('migrations applied') ? true : undefined), { timeoutMs: 20_000, intervalMs: 5, message: 'migrations applied' });
+    await database.stop();
+    await eventually(() => (logged('database lost during start-up; starting over once it answers') ? true : undefined), {
+      timeoutMs: 20_000,
+      message: 'start-up starting over',
+    });
+    await database.start();
+    await eventually(async () => ((await httpJson(`http://127.0.0.1:${port}`, 'GET', '/health/worker')).status === 200 ? true : undefined), {
+      timeoutMs: 20_000,
+      intervalMs: 200,
+      message: 'the service healthy after all',
+    });
+    assert.equal(service.child.exitCode, null);
+    assert.deepEqual(errorLines(service), []);
+  });
+
   test('gives up after DATABASE_STARTUP_TIMEOUT_SECONDS with one clear line and exit code 1', async () => {
     const nothingThere = `postgres://postgres@127.0.0.1:${await freePort()}/autonomos`;
     const worker = spawnService('worker', { DATABASE_URL: nothingThere, DATABASE_STARTUP_TIMEOUT_SECONDS: '2', LOG_LEVEL: 'info' });
