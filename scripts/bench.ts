@@ -1,36 +1,59 @@
 /**
- * Benchmark: AutonomOS end to end next to raw pg-boss, on the same PostgreSQL in the same run.
+ * Benchmark: AutonomOS next to its references, measured in one run on one machine, printed as a
+ * table of figures with their ratios and targets, and written as JSON with --json FILE.
  *
- *   npm run bench -- [--tasks N] [--concurrency C] [--sequential M] [--split]
+ *   npm run bench -- [--tasks 2000] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--json FILE]
  *
- * Starts `src/main/all.ts` (API + worker, one process) against a fresh database and a local fake
- * Slack, creates N tasks over HTTP with C requests in flight and waits for all to finish (create
- * throughput and latency, end-to-end tasks/s, pickup under load), then M tasks one at a time
- * (pickup when nothing else is queued). Then the same with raw pg-boss send + no-op work.
- * Pickup is created → started. Prints a Markdown table and a JSON line.
+ * The API and the worker run as separate processes (`npm run api`, `npm run worker`,
+ * NODE_ENV=production) against a fresh database per phase and a local fake Slack that answers at
+ * once. Phases:
+ * - bare: the floor for creation, a node http + pg server doing one INSERT per request
+ *   (scripts/lib/bare-insert-server.ts), `--tasks` requests with `--concurrency` in flight;
+ * - creates: the same load on POST /api/v1/tasks with no worker running;
+ * - loaded: the same load with the worker running the tasks: create latency, end-to-end rate
+ *   (first create to last success) and pickup (created to started) under load;
+ * - paced: `--paced` tasks at `--rate` per second, open loop: pickup when the worker keeps up;
+ * - raw: raw pg-boss, `send()` per job at the same concurrency, `work()` in batches of 50 whose
+ *   handler makes the same HTTP POST: the end-to-end floor the queue itself sets;
+ * - fairness (--fairness): tenant A queues `--backlog` tasks while no worker runs; the worker
+ *   starts; tenant B sends 20 tasks: B's pickup, and how fast A's backlog drains meanwhile.
+ * The RSS of the API and worker processes is sampled throughout.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
+import { freePort } from '../src/main/embedded-postgres.js';
+import { httpJson, readRequestBody, registerTenant } from './lib/http-json.js';
+import { spawnScript, spawnService, type ServiceProcess } from './lib/service-process.js';
 
 const { values: args } = parseArgs({
   options: {
     tasks: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '32' },
-    sequential: { type: 'string', default: '200' },
-    split: { type: 'boolean', default: false },
+    paced: { type: 'string', default: '500' },
+    rate: { type: 'string', default: '50' },
+    fairness: { type: 'boolean', default: false },
+    backlog: { type: 'string', default: '10000' },
+    json: { type: 'string' },
   },
 });
 const TASKS = Number(args.tasks);
 const CONCURRENCY = Number(args.concurrency);
-/** The unloaded phase: tasks created one at a time, each waited for, so pickup is the real wake-up time. */
-const SEQUENTIAL = Number(args.sequential);
+const PACED = Number(args.paced);
+const RATE = Number(args.rate);
+const BACKLOG = Number(args.backlog);
+/** Tenant B's tasks in the fairness phase, one every FAIRNESS_GAP_MS. */
+const FAIRNESS_PROBES = 20;
+const FAIRNESS_GAP_MS = 100;
+/** Where the raw pg-boss reference lives, apart from AutonomOS's own schema. */
+const RAW_SCHEMA = 'pgboss_bench';
+const RAW_QUEUE = 'bench-raw';
 const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const ROOT = new URL('../', import.meta.url).pathname;
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const summary = (values: number[]) => {
@@ -42,10 +65,10 @@ const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 
 async function until<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = await probe();
+    const value = await probe().catch(() => undefined);
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50);
   }
 }
 
@@ -64,196 +87,261 @@ async function withDatabase<T>(work: (url: string) => Promise<T>): Promise<T> {
   }
 }
 
-/** A run of `total` calls of `call`, `concurrency` at a time; returns each call's latency in ms. */
-async function runConcurrently(total: number, concurrency: number, call: (index: number) => Promise<void>): Promise<number[]> {
+/** `total` calls of `call`, `concurrency` at a time; returns each call's latency in ms and the run's seconds. */
+async function runConcurrently(total: number, concurrency: number, call: (index: number) => Promise<void>) {
   const latencies: number[] = [];
   let next = 0;
+  const started = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < total) {
         const index = next++;
-        const started = performance.now();
+        const callStarted = performance.now();
         await call(index);
-        latencies.push(performance.now() - started);
+        latencies.push(performance.now() - callStarted);
       }
     }),
   );
-  return latencies;
+  return { latencies, seconds: (performance.now() - started) / 1000 };
 }
 
-async function benchAutonomos(databaseUrl: string) {
-  const slack = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.end('ok'));
+/** A Slack that answers 200 at once. */
+async function startFakeSlack() {
+  const server = createServer(async (request, response) => {
+    await readRequestBody(request);
+    response.end('ok');
   });
-  await new Promise<void>((resolve) => slack.listen(0, '127.0.0.1', resolve));
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const secret = randomBytes(32).toString('hex');
-  // --split runs the API and the worker as two processes (two cores), as a deployment would.
-  const entrypoints = args.split ? ['api', 'worker'] : ['all'];
-  const services = entrypoints.map((mode) => spawn(process.execPath, ['--import', 'tsx', `src/main/${mode}.ts`], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      NODE_ENV: 'production',
-      SECRET_KEY: secret,
-      DATABASE_URL: databaseUrl,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn',
-      SLACK_WEBHOOK_URL: `http://127.0.0.1:${(slack.address() as AddressInfo).port}/hook`,
-      ...(process.env.WORKER_CONCURRENCY ? { WORKER_CONCURRENCY: process.env.WORKER_CONCURRENCY } : {}),
-      // e.g. BENCH_SERVICE_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the service.
-      ...(process.env.BENCH_SERVICE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_SERVICE_NODE_OPTIONS } : {}),
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  }));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, close: () => server.close() };
+}
+
+/** The resident set size of a process, MB (Linux /proc). */
+function rssMb(pid: number | undefined): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The highest RSS each named process reaches while sampling runs. */
+function sampleMemory(processes: Record<string, ServiceProcess>) {
+  const peaks: Record<string, number> = {};
+  const timer = setInterval(() => {
+    for (const [name, service] of Object.entries(processes)) peaks[name] = Math.max(peaks[name] ?? 0, rssMb(service.child.pid) || 0);
+  }, 250);
+  return { peaks, stop: () => clearInterval(timer) };
+}
+
+async function stopAll(services: ServiceProcess[]) {
+  for (const service of services) if (service.child.exitCode === null) service.child.kill('SIGTERM');
+  await Promise.all(services.map((service) => service.exited));
+}
+
+const slackPayload = (index: number) => ({ payload: { action: 'post_to_slack', channel: '#bench', message: `task ${index}` } });
+
+async function createTasks(base: string, token: string, total: number, concurrency: number, offset = 0) {
+  return runConcurrently(total, concurrency, async (index) => {
+    const response = await httpJson(base, 'POST', '/api/v1/tasks', { token, json: slackPayload(offset + index), timeoutMs: 30_000 });
+    if (response.status !== 201) throw new Error(`create answered ${response.status}: ${JSON.stringify(response.body)}`);
+  });
+}
+
+interface Service {
+  base: string;
+  api: ServiceProcess;
+  worker?: ServiceProcess;
+  env: Record<string, string>;
+}
+
+async function startService(databaseUrl: string, slackUrl: string, withWorker: boolean): Promise<Service> {
+  const port = await freePort();
+  const env = {
+    DATABASE_URL: databaseUrl,
+    SECRET_KEY: randomBytes(32).toString('hex'),
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    SLACK_WEBHOOK_URL: slackUrl,
+    ...(process.env.WORKER_CONCURRENCY ? { WORKER_CONCURRENCY: process.env.WORKER_CONCURRENCY } : {}),
+    // e.g. BENCH_SERVICE_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the service.
+    ...(process.env.BENCH_SERVICE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_SERVICE_NODE_OPTIONS } : {}),
+  };
+  const base = `http://127.0.0.1:${port}`;
+  const api = spawnService('api', env);
+  await until(async () => ((await httpJson(base, 'GET', '/health/api')).status === 200 ? true : undefined), 60_000, 'the API');
+  const service: Service = { base, api, env };
+  if (withWorker) await startWorker(service);
+  return service;
+}
+
+async function startWorker(service: Service) {
+  service.worker = spawnService('worker', service.env);
+  await until(async () => ((await httpJson(service.base, 'GET', '/health/worker')).status === 200 ? true : undefined), 60_000, 'the worker');
+}
+
+async function query<T>(url: string, text: string, values: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(text, values)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
+
+const finishedCount = async (url: string, where = 'true') =>
+  Number((await query<{ n: string }>(url, `select count(*) as n from tasks where status in ('success', 'failed') and ${where}`))[0]!.n);
+const pickups = async (url: string, where = 'true') =>
+  (await query<{ ms: number }>(url, `select extract(epoch from started_at - created_at) * 1000 as ms from tasks where started_at is not null and ${where}`)).map((row) =>
+    Number(row.ms),
+  );
+
+async function benchBare(databaseUrl: string) {
+  const port = await freePort();
+  const server = spawnScript('scripts/lib/bare-insert-server.ts', { DATABASE_URL: databaseUrl, PORT: String(port) });
   const base = `http://127.0.0.1:${port}`;
   try {
-    await until(async () => (await fetch(`${base}/health/worker`).then((r) => r.ok).catch(() => false)) || undefined, 30_000, 'the service');
-    const credentials = { email: `bench-${randomBytes(3).toString('hex')}@example.com`, password: 'benchmark-password' };
-    await fetch(`${base}/api/v1/auth/register`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ name: `bench ${credentials.email}`, ...credentials }),
+    await until(async () => (server.output().includes('listening') ? true : undefined), 30_000, 'the bare insert server');
+    const run = await runConcurrently(TASKS, CONCURRENCY, async (index) => {
+      const response = await httpJson(base, 'POST', '/tasks', { json: slackPayload(index), timeoutMs: 30_000 });
+      if (response.status !== 201) throw new Error(`bare insert answered ${response.status}`);
     });
-    const login = (await (
-      await fetch(`${base}/api/v1/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(credentials) })
-    ).json()) as { access_token: string };
-    const headers = { 'Content-Type': 'application/json', Authorization: `Bearer ${login.access_token}` };
+    return { createsPerSecond: TASKS / run.seconds, createLatency: summary(run.latencies) };
+  } finally {
+    await stopAll([server]);
+  }
+}
 
+async function benchCreatesOnly(databaseUrl: string, slackUrl: string) {
+  const service = await startService(databaseUrl, slackUrl, false);
+  const memory = sampleMemory({ api: service.api });
+  try {
+    const { token } = await registerTenant(service.base, 'bench');
+    const run = await createTasks(service.base, token, TASKS, CONCURRENCY);
+    return { createsPerSecond: TASKS / run.seconds, createLatency: summary(run.latencies), apiRssMb: memory.peaks.api ?? NaN };
+  } finally {
+    memory.stop();
+    await stopAll([service.api]);
+  }
+}
+
+async function benchLoaded(databaseUrl: string, slackUrl: string) {
+  const service = await startService(databaseUrl, slackUrl, true);
+  const memory = sampleMemory({ api: service.api, worker: service.worker! });
+  try {
+    const { token } = await registerTenant(service.base, 'bench');
     const startedAt = performance.now();
-    const createLatencies = await runConcurrently(TASKS, CONCURRENCY, async (index) => {
-      const response = await fetch(`${base}/api/v1/tasks`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({ payload: { action: 'post_to_slack', channel: '#bench', message: `task ${index}` } }),
-      });
-      if (response.status !== 201) throw new Error(`create answered ${response.status}: ${await response.text()}`);
-      await response.arrayBuffer();
-    });
-    const createSeconds = (performance.now() - startedAt) / 1000;
-
-    const db = new pg.Client({ connectionString: databaseUrl });
-    await db.connect();
-    await until(
-      async () => {
-        const { rows } = await db.query<{ done: string }>(`select count(*) as done from tasks where status in ('success', 'failed')`);
-        return Number(rows[0]!.done) >= TASKS ? true : undefined;
-      },
-      10 * 60_000,
-      'all tasks to finish',
-    );
+    const run = await createTasks(service.base, token, TASKS, CONCURRENCY);
+    await until(async () => ((await finishedCount(databaseUrl)) >= TASKS ? true : undefined), 10 * 60_000, 'all tasks to finish');
     const endToEndSeconds = (performance.now() - startedAt) / 1000;
-    const pickupMs = async (where: string) =>
-      (await db.query<{ pickup_ms: number }>(`select extract(epoch from started_at - created_at) * 1000 as pickup_ms from tasks ${where}`)).rows.map(
-        (row) => Number(row.pickup_ms),
-      );
-    const loaded = await pickupMs('');
-    const failed = Number((await db.query(`select count(*) as n from tasks where status = 'failed'`)).rows[0].n);
+    const loadedPickup = summary(await pickups(databaseUrl));
 
-    // Unloaded: one task at a time, the next created only once the previous has started.
-    const idleIds: string[] = [];
-    for (let index = 0; index < SEQUENTIAL; index++) {
-      const response = await fetch(`${base}/api/v1/tasks`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({ payload: { action: 'post_to_slack', channel: '#bench-idle', message: `idle ${index}` } }),
-      });
-      const { id } = (await response.json()) as { id: string };
-      idleIds.push(id);
-      await until(
-        async () => ((await db.query('select 1 from tasks where id = $1 and started_at is not null', [id])).rowCount ? true : undefined),
-        10_000,
-        'an unloaded task to start',
-      );
+    // Paced: an open loop at RATE per second, each request on its own schedule.
+    const pacedStarted = Date.now();
+    const inFlight: Promise<unknown>[] = [];
+    for (let index = 0; index < PACED; index++) {
+      await sleep(Math.max(0, pacedStarted + (index * 1000) / RATE - Date.now()));
+      inFlight.push(httpJson(service.base, 'POST', '/api/v1/tasks', { token, json: slackPayload(TASKS + index), timeoutMs: 30_000 }));
     }
-    const idle = await pickupMs(`where id = any('{${idleIds.join(',')}}'::uuid[])`);
-    await db.end();
+    await Promise.all(inFlight);
+    await until(async () => ((await finishedCount(databaseUrl)) >= TASKS + PACED ? true : undefined), 10 * 60_000, 'the paced tasks to finish');
+    const pacedPickup = summary(await pickups(databaseUrl, `payload->>'message' in (${Array.from({ length: PACED }, (_, i) => `'task ${TASKS + i}'`).join(',')})`));
     return {
-      createPerSecond: TASKS / createSeconds,
-      createLatency: summary(createLatencies),
+      createsPerSecond: TASKS / run.seconds,
+      createLatency: summary(run.latencies),
       endToEndPerSecond: TASKS / endToEndSeconds,
-      pickupLoaded: summary(loaded),
-      pickupIdle: summary(idle),
-      failed,
+      loadedPickup,
+      pacedPickup,
+      apiRssMb: memory.peaks.api ?? NaN,
+      workerRssMb: memory.peaks.worker ?? NaN,
     };
   } finally {
-    await Promise.all(
-      services.map((service) => {
-        service.kill('SIGTERM');
-        return new Promise((resolve) => service.once('exit', resolve));
-      }),
-    );
-    slack.close();
+    memory.stop();
+    await stopAll([service.api, service.worker!]);
   }
 }
 
-async function benchRawPgBoss(databaseUrl: string) {
-  const boss = new PgBoss({ connectionString: databaseUrl, schema: 'pgboss_bench', useListenNotify: true, supervise: false, schedule: false });
+async function benchRawPgBoss(databaseUrl: string, slackUrl: string) {
+  const worker = spawnScript('scripts/lib/raw-pgboss-worker.ts', { DATABASE_URL: databaseUrl, SLACK_WEBHOOK_URL: slackUrl, RAW_SCHEMA, RAW_QUEUE });
+  const boss = new PgBoss({ connectionString: databaseUrl, schema: RAW_SCHEMA, supervise: false, schedule: false });
   boss.on('error', (error) => console.error(error));
-  await boss.start();
-  const queue = 'bench-noop';
-  await boss.createQueue(queue, { policy: 'standard', notify: true, partition: true });
-  let pickups: number[] = [];
-  let done = 0;
-  // The same work options as the AutonomOS worker (src/worker/worker.ts).
-  await boss.work<{ sentAt: number }>(
-    queue,
-    {
-      batchSize: 4,
-      burstWhenBatchFull: true,
-      localConcurrency: Number(process.env.WORKER_CONCURRENCY ?? 8),
-      pollingIntervalSeconds: 0.5,
-      notifyPollingIntervalSeconds: 0.5,
-    },
-    async (jobs) => {
-      for (const job of jobs) pickups.push(Date.now() - job.data.sentAt);
-      done += jobs.length;
-    },
-  );
-  const startedAt = performance.now();
-  const sendLatencies = await runConcurrently(TASKS, CONCURRENCY, async () => {
-    await boss.send(queue, { sentAt: Date.now() });
-  });
-  const sendSeconds = (performance.now() - startedAt) / 1000;
-  await until(async () => (done >= TASKS ? true : undefined), 10 * 60_000, 'raw jobs');
-  const endToEndSeconds = (performance.now() - startedAt) / 1000;
-  const loaded = pickups;
-  pickups = [];
-  for (let index = 0; index < SEQUENTIAL; index++) {
-    await boss.send(queue, { sentAt: Date.now() });
-    await until(async () => (pickups.length > index ? true : undefined), 10_000, 'an unloaded job to start');
+  try {
+    await until(async () => (worker.output().includes('raw worker ready') ? true : undefined), 60_000, 'the raw pg-boss worker');
+    await boss.start();
+    const doneCount = () => Number(/done (\d+)\n(?![\s\S]*done)/.exec(worker.output())?.[1] ?? 0);
+    const startedAt = performance.now();
+    const run = await runConcurrently(TASKS, CONCURRENCY, async (index) => {
+      await boss.send(RAW_QUEUE, { index });
+    });
+    await until(async () => (doneCount() >= TASKS ? true : undefined), 10 * 60_000, 'raw jobs');
+    const endToEndSeconds = (performance.now() - startedAt) / 1000;
+    return { sendsPerSecond: TASKS / run.seconds, endToEndPerSecond: TASKS / endToEndSeconds };
+  } finally {
+    await boss.stop({ graceful: false });
+    await stopAll([worker]);
   }
-  await boss.stop({ graceful: true, timeout: 5_000 });
-  return {
-    createPerSecond: TASKS / sendSeconds,
-    createLatency: summary(sendLatencies),
-    endToEndPerSecond: TASKS / endToEndSeconds,
-    pickupLoaded: summary(loaded),
-    pickupIdle: summary(pickups),
-    failed: 0,
-  };
 }
 
-const autonomos = await withDatabase(benchAutonomos);
-const raw = await withDatabase(benchRawPgBoss);
+async function benchFairness(databaseUrl: string, slackUrl: string) {
+  const service = await startService(databaseUrl, slackUrl, false);
+  try {
+    const [tenantA, tenantB] = [await registerTenant(service.base, 'bench-a'), await registerTenant(service.base, 'bench-b')];
+    await createTasks(service.base, tenantA.token, BACKLOG, CONCURRENCY);
+    await startWorker(service);
+    const memory = sampleMemory({ worker: service.worker! });
+    const drainStarted = performance.now();
+    for (let index = 0; index < FAIRNESS_PROBES; index++) {
+      const response = await httpJson(service.base, 'POST', '/api/v1/tasks', { token: tenantB.token, json: slackPayload(index) });
+      if (response.status !== 201) throw new Error(`tenant B's create answered ${response.status}`);
+      await sleep(FAIRNESS_GAP_MS);
+    }
+    const tenantWhere = (tenantId: string) => `tenant_id = '${tenantId}'`;
+    await until(async () => ((await finishedCount(databaseUrl, tenantWhere(tenantB.tenantId))) >= FAIRNESS_PROBES ? true : undefined), 10 * 60_000, "tenant B's tasks");
+    const tenantBPickup = summary(await pickups(databaseUrl, tenantWhere(tenantB.tenantId)));
+    await until(async () => ((await finishedCount(databaseUrl, tenantWhere(tenantA.tenantId))) >= BACKLOG ? true : undefined), 30 * 60_000, "tenant A's backlog");
+    const drainPerSecond = BACKLOG / ((performance.now() - drainStarted) / 1000);
+    memory.stop();
+    const workerRssAfterMb = rssMb(service.worker!.child.pid);
+    return { tenantBPickup, drainPerSecond, workerRssPeakMb: memory.peaks.worker ?? NaN, workerRssAfterMb };
+  } finally {
+    await stopAll([service.api, ...(service.worker ? [service.worker] : [])]);
+  }
+}
 
-const cells = (r: typeof autonomos) =>
-  [
-    round(r.createPerSecond, 0),
-    round(r.createLatency.p50),
-    round(r.createLatency.p99),
-    round(r.endToEndPerSecond, 0),
-    round(r.pickupLoaded.p50),
-    round(r.pickupLoaded.p99),
-    round(r.pickupIdle.p50),
-    round(r.pickupIdle.p99),
-  ].join(' | ');
-console.log(`\n${TASKS} tasks with ${CONCURRENCY} requests in flight, then ${SEQUENTIAL} one at a time; Node ${process.version}\n`);
-console.log('| run | created/s | create p50 ms | create p99 ms | end-to-end tasks/s | pickup p50 ms (load) | pickup p99 ms (load) | pickup p50 ms (idle) | pickup p99 ms (idle) |');
-console.log('|---|---|---|---|---|---|---|---|---|');
-console.log(`| AutonomOS over HTTP (${args.split ? 'API and worker processes' : 'API + worker, one process'}) | ${cells(autonomos)} |`);
-console.log(`| raw pg-boss send + no-op work | ${cells(raw)} |`);
-console.log(`\n${autonomos.failed} AutonomOS tasks failed.`);
-console.log(JSON.stringify({ tasks: TASKS, concurrency: CONCURRENCY, sequential: SEQUENTIAL, autonomos, raw }));
+const slack = await startFakeSlack();
+try {
+  const bare = await withDatabase(benchBare);
+  const creates = await withDatabase((url) => benchCreatesOnly(url, slack.url));
+  const loaded = await withDatabase((url) => benchLoaded(url, slack.url));
+  const raw = await withDatabase((url) => benchRawPgBoss(url, slack.url));
+  const fairness = args.fairness ? await withDatabase((url) => benchFairness(url, slack.url)) : undefined;
+
+  const ratio = (value: number, reference: number) => round(value / reference, 2);
+  const rows: [string, string, string, string, string][] = [
+    ['task creation, no worker running (creates/s)', `${round(creates.createsPerSecond, 0)} (p99 ${round(creates.createLatency.p99)} ms)`, `bare one-INSERT endpoint: ${round(bare.createsPerSecond, 0)} (p99 ${round(bare.createLatency.p99)} ms)`, String(ratio(creates.createsPerSecond, bare.createsPerSecond)), '≥ 0.8'],
+    ['task creation while the worker runs the tasks', `${round(loaded.createsPerSecond, 0)}/s, p50 ${round(loaded.createLatency.p50)} ms, p99 ${round(loaded.createLatency.p99)} ms`, '', '', 'p99 ≤ 50 ms'],
+    ['end to end (create → success, tasks/s)', String(round(loaded.endToEndPerSecond, 0)), `raw pg-boss: ${round(raw.endToEndPerSecond, 0)} jobs/s`, String(ratio(loaded.endToEndPerSecond, raw.endToEndPerSecond)), '≥ 0.8'],
+    ['pickup under that load (created → started)', `p50 ${round(loaded.loadedPickup.p50)} ms, p99 ${round(loaded.loadedPickup.p99)} ms`, '', '', ''],
+    [`pickup at ${RATE} tasks/s`, `p50 ${round(loaded.pacedPickup.p50)} ms, p99 ${round(loaded.pacedPickup.p99)} ms`, '', '', 'p50 ≤ 5 ms, p99 ≤ 25 ms'],
+    ...(fairness
+      ? ([
+          [`fairness: tenant B's pickup behind A's ${BACKLOG} backlog`, `p50 ${round(fairness.tenantBPickup.p50)} ms, p99 ${round(fairness.tenantBPickup.p99)} ms`, '', '', 'p99 ≤ 250 ms'],
+          ["fairness: A's backlog drains at (tasks/s)", String(round(fairness.drainPerSecond, 0)), `unloaded end to end: ${round(loaded.endToEndPerSecond, 0)}`, String(ratio(fairness.drainPerSecond, loaded.endToEndPerSecond)), '≥ 0.8'],
+        ] as [string, string, string, string, string][])
+      : []),
+    ['memory (peak RSS, MB)', `API ${round(Math.max(creates.apiRssMb, loaded.apiRssMb), 0)}, worker ${round(loaded.workerRssMb, 0)}${fairness ? `, worker after the backlog ${round(fairness.workerRssAfterMb, 0)} (peak ${round(fairness.workerRssPeakMb, 0)})` : ''}`, '', '', '≤ 200 each'],
+  ];
+  console.log(`\n${TASKS} tasks with ${CONCURRENCY} requests in flight, ${PACED} paced at ${RATE}/s; API and worker as separate processes; Node ${process.version}\n`);
+  console.log('| figure | AutonomOS | reference (same run) | ratio | target |');
+  console.log('|---|---|---|---|---|');
+  for (const row of rows) console.log(`| ${row.join(' | ')} |`);
+  const report = { tasks: TASKS, concurrency: CONCURRENCY, paced: PACED, rate: RATE, backlog: fairness ? BACKLOG : undefined, bare, creates, loaded, raw, fairness };
+  if (args.json) {
+    writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`\nwritten to ${args.json}`);
+  }
+} finally {
+  slack.close();
+}
