@@ -29,6 +29,14 @@ function logLines(service: ServiceProcess): Record<string, any>[] {
 
 const errorLines = (service: ServiceProcess) => logLines(service).filter((line) => line.level === 'error');
 
+/** Polls until a worker is seen healthy through the API on `port`. */
+const healthy = (port: number, message: string) =>
+  eventually(async () => ((await httpJson(`http://127.0.0.1:${port}`, 'GET', '/health/worker')).status === 200 ? true : undefined), {
+    timeoutMs: 20_000,
+    intervalMs: 200,
+    message,
+  });
+
 describe('starting before the database accepts connections', () => {
   let database: PrivatePostgres;
   const services: ServiceProcess[] = [];
@@ -56,11 +64,7 @@ describe('starting before the database accepts connections', () => {
       message: 'both processes retrying',
     });
     await database.start();
-    await eventually(async () => ((await httpJson(`http://127.0.0.1:${port}`, 'GET', '/health/worker')).status === 200 ? true : undefined), {
-      timeoutMs: 20_000,
-      intervalMs: 200,
-      message: 'the service healthy once the database is up',
-    });
+    await healthy(port, 'the service healthy once the database is up');
 
     for (const service of [api, worker]) {
       const tries = waiting(service);
@@ -101,11 +105,7 @@ describe('starting before the database accepts connections', () => {
       message: 'start-up starting over',
     });
     await database.start();
-    await eventually(async () => ((await httpJson(`http://127.0.0.1:${port}`, 'GET', '/health/worker')).status === 200 ? true : undefined), {
-      timeoutMs: 20_000,
-      intervalMs: 200,
-      message: 'the service healthy after all',
-    });
+    await healthy(port, 'the service healthy after all');
     assert.equal(service.child.exitCode, null);
     assert.deepEqual(errorLines(service), []);
   });
