@@ -29,6 +29,7 @@ import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { freePort } from '../src/main/embedded-postgres.js';
 import { httpJson, readRequestBody, registerTenant } from './lib/http-json.js';
+import { pollUntil } from './lib/poll.js';
 import { spawnScript, spawnService, type ServiceProcess } from './lib/service-process.js';
 
 const { values: args } = parseArgs({
@@ -63,13 +64,9 @@ const summary = (values: number[]) => {
 const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
 
 async function until<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
+  const value = await pollUntil(probe, timeoutMs, 50);
+  if (value === undefined) throw new Error(`timed out waiting for ${what}`);
+  return value;
 }
 
 async function withDatabase<T>(work: (url: string) => Promise<T>): Promise<T> {

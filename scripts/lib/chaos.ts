@@ -6,6 +6,7 @@ import pg from 'pg';
 import { freePort } from '../../src/main/embedded-postgres.js';
 import { startPrivatePostgres, type PrivatePostgres } from './private-postgres.js';
 import { httpJson, readRequestBody, registerTenant } from './http-json.js';
+import { pollUntil } from './poll.js';
 import { spawnService, type ServiceProcess } from './service-process.js';
 
 /**
@@ -166,16 +167,6 @@ function taskBody(kind: Kind, token: string, callbackUrl: string) {
   }
 }
 
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 100): Promise<T | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    await sleep(intervalMs);
-  }
-  return undefined;
-}
-
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const progress = options.progress ?? (() => {});
   const database: PrivatePostgres = await startPrivatePostgres();
@@ -217,7 +208,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let client: pg.Client | undefined;
 
   try {
-    const ready = await until(async () => ((await httpJson(base, 'GET', '/health/worker')).status === 200 ? true : undefined), 60_000, 250);
+    const ready = await pollUntil(async () => ((await httpJson(base, 'GET', '/health/worker')).status === 200 ? true : undefined), 60_000, 250);
     if (!ready) throw new Error(`the service did not become healthy:\n${api.output().slice(-2000)}\n${worker.output().slice(-2000)}`);
     const tokens = [(await registerTenant(base, 'chaos-a')).token, (await registerTenant(base, 'chaos-b')).token];
 
@@ -247,16 +238,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       const observer = new pg.Client({ connectionString: database.url });
       observer.on('error', () => {});
       try {
-        const healthy = await until(async () => {
+        const healthy = await pollUntil(async () => {
           const [apiHealth, workerHealth] = await Promise.all([httpJson(base, 'GET', '/health/api'), httpJson(base, 'GET', '/health/worker')]);
           return apiHealth.status === 200 && workerHealth.status === 200 ? true : undefined;
         }, 30_000);
-        const accepting = await until(async () => {
+        const accepting = await pollUntil(async () => {
           const response = await httpJson(base, 'POST', '/api/v1/tasks', { json: taskBody('success', `probe-${since.getTime()}`, receiverUrl), token: tokens[0]! });
           return response.status === 201 ? true : undefined;
         }, 30_000);
         await observer.connect();
-        const working = await until(async () => {
+        const working = await pollUntil(async () => {
           const { rows } = await observer.query('select 1 from tasks where started_at > $1 limit 1', [since]);
           return rows.length > 0 ? true : undefined;
         }, 30_000, 50);
@@ -321,7 +312,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       Number((await db.query(`select count(*) as n from tasks where status in ('queued', 'in_progress')`)).rows[0].n);
     const callbackTasks = async () =>
       (await db.query(`select id from tasks where callback_url is not null and status in ('success', 'failed', 'canceled')`)).rows.map((row) => row.id as string);
-    await until(
+    await pollUntil(
       async () => ((await unfinished()) === 0 && (await callbackTasks()).every((id) => receiver.received.has(id)) ? true : undefined),
       options.drainSeconds * 1000,
       500,

@@ -118,16 +118,23 @@ const FIRST_RETRY_MS = 50;
 const MAX_RETRY_MS = 250;
 
 /**
+ * How long a worker's write (a claim, an outcome, an audit entry, a callback record) keeps trying
+ * while the database is unreachable. Beyond it the delivery gives up and its job is redelivered,
+ * which records the attempt as lost.
+ */
+const PATIENCE_MS = 5 * 60_000;
+
+/**
  * Runs `work` and, while it fails only because the database is unreachable, runs it again with a
- * short backoff, for up to `patienceMs`. `work` is told whether an earlier try may have committed
+ * short backoff, for up to PATIENCE_MS. `work` is told whether an earlier try may have committed
  * before its reply was lost, so it can recognise its own effect. Any other error, the end of
  * patience, or an aborted `signal` ends the retries with the last error.
  */
 export async function retryWhileUnavailable<T>(
   work: (retrying: boolean) => Promise<T>,
-  options: { patienceMs: number; watch: DatabaseWatch; operation: string; signal?: AbortSignal },
+  options: { watch: DatabaseWatch; operation: string; signal?: AbortSignal },
 ): Promise<T> {
-  const giveUpAt = Date.now() + options.patienceMs;
+  const giveUpAt = Date.now() + PATIENCE_MS;
   let delay = FIRST_RETRY_MS;
   for (let retrying = false; ; retrying = true) {
     try {

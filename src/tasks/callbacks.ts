@@ -12,9 +12,6 @@ import { audit } from './audit-messages.js';
 import { toTaskOut } from './task-json.js';
 import { taskStore } from './tasks.repository.js';
 
-/** How long a callback's bookkeeping waits for an unavailable database before its delivery is given up (and redelivered). */
-const DATABASE_PATIENCE_MS = 5 * 60_000;
-
 export interface CallbackDelivery {
   taskId: string;
   tenantId: string;
@@ -31,7 +28,7 @@ export interface CallbackDelivery {
 export function createCallbackSender(deps: { db: Db; queue: TaskQueue; config: Config; logger: Logger; watch: DatabaseWatch }) {
   const { db, queue, config, logger, watch } = deps;
   const persist = <T>(operation: string, work: () => Promise<T>) =>
-    retryWhileUnavailable(work, { patienceMs: DATABASE_PATIENCE_MS, watch, operation });
+    retryWhileUnavailable(work, { watch, operation });
 
   /** The audit entry that says how the delivery went. */
   async function deliver(url: string, body: unknown, log: Logger): Promise<string> {

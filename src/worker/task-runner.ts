@@ -39,13 +39,6 @@ function describeFailure(error: unknown): string {
   return String(error);
 }
 
-/**
- * How long a delivery keeps trying to record its claim or outcome while the database is
- * unreachable. Beyond it the delivery gives up and its job is redelivered, which records the
- * attempt as lost.
- */
-const DATABASE_PATIENCE_MS = 5 * 60_000;
-
 export interface TaskRunnerDeps {
   db: Db;
   config: Config;
@@ -67,7 +60,7 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
   const { db, config, logger, execution, cancelWatch, watch } = deps;
   /** A write a delivery must not lose to a database restart: tried again until the database answers. */
   const persist = <T>(operation: string, work: (retrying: boolean) => Promise<T>, signal?: AbortSignal) =>
-    retryWhileUnavailable(work, { patienceMs: DATABASE_PATIENCE_MS, watch, operation, ...(signal ? { signal } : {}) });
+    retryWhileUnavailable(work, { watch, operation, ...(signal ? { signal } : {}) });
 
   return async function runTaskJob(job: Job<TaskJobData>): Promise<void> {
     const data = v.safeParse(TaskJobSchema, job.data);
