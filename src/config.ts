@@ -67,6 +67,7 @@ const EnvSchema = v.object({
   CALLBACK_ALLOW_PRIVATE_NETWORKS: booleanFlag(false),
   MAX_BODY_BYTES: positiveInteger(MIB, 100 * MIB),
   WORKER_CONCURRENCY: positiveInteger(8, 256),
+  TENANT_MAX_ACTIVE_TASKS: positiveInteger(16, 10_000),
   LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error']), 'info'),
   FAULT_INJECTION_POINT: v.optional(v.picklist(['', ...FAULT_POINTS], `must be one of ${FAULT_POINTS.join(', ')}`), ''),
 });
@@ -97,6 +98,8 @@ export interface Config {
   readonly maxBodyBytes: number;
   /** Parallel fetch loops per task queue (plain and AOA) in a worker process; each runs a batch of up to 4 tasks at once. */
   readonly workerConcurrency: number;
+  /** How many of one tenant's plain tasks may run at once, across all workers. */
+  readonly tenantMaxActiveTasks: number;
   readonly logLevel: Env['LOG_LEVEL'];
   /** Tests only: the point at which a worker kills itself (SIGKILL) to prove crash recovery. */
   readonly faultInjectionPoint: FaultPoint | undefined;
@@ -149,6 +152,7 @@ export function loadConfig(
     callbackAllowPrivateNetworks: env.CALLBACK_ALLOW_PRIVATE_NETWORKS,
     maxBodyBytes: env.MAX_BODY_BYTES,
     workerConcurrency: env.WORKER_CONCURRENCY,
+    tenantMaxActiveTasks: env.TENANT_MAX_ACTIVE_TASKS,
     logLevel: env.LOG_LEVEL,
     faultInjectionPoint: env.FAULT_INJECTION_POINT === '' ? undefined : env.FAULT_INJECTION_POINT,
   });

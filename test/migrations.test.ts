@@ -3,9 +3,13 @@ import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
+import { migrations } from '../db/migrations/index.js';
 import { createDb } from '../src/db/client.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { createEmptyDatabase, type TestDatabase } from './helpers/database.js';
+
+/** Every migration, in order: what an empty database gets. */
+const ALL_MIGRATIONS = Object.keys(migrations);
 
 // The migrator on empty databases: idempotent when run again, and safe when several processes
 // start at once (the advisory lock makes the late ones find the work done).
@@ -102,13 +106,13 @@ describe('migrateToLatest', () => {
     database = await emptyDatabase();
   });
 
-  test('applies 0001_init once, then nothing', async () => {
+  test('applies every migration once, then nothing', async () => {
     const before = await inspect(database.url).catch(() => undefined);
     assert.equal(before, undefined, 'the database starts empty (no kysely_migration table)');
 
     const db = createDb(database.url, { max: 2 });
     try {
-      assert.deepEqual(await migrateToLatest(db), ['0001_init']);
+      assert.deepEqual(await migrateToLatest(db), ALL_MIGRATIONS);
       assert.deepEqual(await migrateToLatest(db), []);
       assert.deepEqual(await migrateToLatest(db), []);
     } finally {
@@ -116,7 +120,7 @@ describe('migrateToLatest', () => {
     }
     const state = await inspect(database.url);
     assert.deepEqual(state.tables, TABLES);
-    assert.deepEqual(state.migrations, ['0001_init']);
+    assert.deepEqual(state.migrations, ALL_MIGRATIONS);
     assert.equal(state.heldLocks, 0, 'the advisory lock is released');
   });
 
@@ -125,13 +129,13 @@ describe('migrateToLatest', () => {
     const clients = Array.from({ length: 4 }, () => createDb(racing.url, { max: 1 }));
     try {
       const results = await Promise.all(clients.map((db) => migrateToLatest(db)));
-      assert.deepEqual(results.flat(), ['0001_init'], `one client applied it: ${JSON.stringify(results)}`);
+      assert.deepEqual(results.flat(), ALL_MIGRATIONS, `one client applied them: ${JSON.stringify(results)}`);
     } finally {
       await Promise.all(clients.map((db) => db.destroy()));
     }
     const state = await inspect(racing.url);
     assert.deepEqual(state.tables, TABLES);
-    assert.deepEqual(state.migrations, ['0001_init']);
+    assert.deepEqual(state.migrations, ALL_MIGRATIONS);
   });
 
   test('waits for the advisory lock another process holds', async () => {
@@ -163,7 +167,7 @@ describe('migrateToLatest', () => {
           released = true;
           await sql`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`.execute(connection);
         }
-        assert.deepEqual(await outcome, ['0001_init']);
+        assert.deepEqual(await outcome, ALL_MIGRATIONS);
       });
     } finally {
       await Promise.all([holder.destroy(), migrating.destroy()]);
@@ -179,11 +183,11 @@ describe('scripts/migrate.ts', () => {
       assert.equal(result.code, 0, `process ${index} exited ${result.code} (${result.signal}): ${result.stderr}`);
       assert.equal(result.stderr, '', `process ${index} wrote to stderr`);
     }
-    assert.deepEqual(results.flatMap(appliedBy), ['0001_init'], 'exactly one process applied the migration');
+    assert.deepEqual(results.flatMap(appliedBy), ALL_MIGRATIONS, 'exactly one process applied the migrations');
 
     const state = await inspect(database.url);
     assert.deepEqual(state.tables, TABLES);
-    assert.deepEqual(state.migrations, ['0001_init']);
+    assert.deepEqual(state.migrations, ALL_MIGRATIONS);
     assert.equal(state.heldLocks, 0);
 
     // Run once more against the migrated database: nothing to do, still success.

@@ -111,10 +111,10 @@ describe('duplicate delivery', () => {
     const { run } = runner();
     const job = await fetchJob(fixture.first.id);
 
-    await run(job);
+    await run([job]);
     const afterFirst = await getTask(app, fixture.user.token, fixture.first.id);
     const logsAfterFirst = await logMessages(app, fixture.first.id);
-    await run(job);
+    await run([job]);
 
     const parent = await assertChainedOnce(fixture);
     assert.deepEqual(parent, afterFirst, 'the second delivery changed nothing (updated_at, next_task_id)');
@@ -128,7 +128,7 @@ describe('duplicate delivery', () => {
     const job = await fetchJob(fixture.first.id);
     const { run } = runner();
 
-    await Promise.all([run(job), run(job)]);
+    await Promise.all([run([job]), run([job])]);
     await assertChainedOnce(fixture);
   });
 
@@ -137,7 +137,7 @@ describe('duplicate delivery', () => {
     const job = await fetchJob(fixture.first.id);
     const [a, b] = [runner(), runner()];
 
-    await Promise.all([a.run(job), b.run({ ...job })]);
+    await Promise.all([a.run([job]), b.run([{ ...job }])]);
     await assertChainedOnce(fixture);
   });
 
@@ -172,11 +172,11 @@ describe('duplicate delivery', () => {
     const job = await fetchJob(task.id);
     const { run } = runner();
 
-    await run(job);
+    await run([job]);
     const afterFirst = await getTask(app, user.token, task.id);
     assert.equal(afterFirst.status, 'queued');
     assert.equal(afterFirst.retry_count, 1);
-    await run(job);
+    await run([job]);
 
     assert.deepEqual(await getTask(app, user.token, task.id), afterFirst, 'the second delivery changed nothing');
     assert.equal(slack.requestsFor(channel).length, 1, 'the retry did not run before its time');
@@ -228,7 +228,7 @@ describe('a run that finishes after a cancel', () => {
     // A watch that never notices the cancel: the action runs to completion and reports success.
     const { run } = runner(neverCanceled);
 
-    const running = run(job);
+    const running = run([job]);
     await waitForStatus(app, fixture.user.token, fixture.first.id, 'in_progress', 5_000);
     const request = await eventually(() => slack.requestsFor(fixture.one)[0], { timeoutMs: 5_000, message: 'the Slack call' });
     const canceled = await app.delete(`/api/v1/tasks/${fixture.first.id}`, { token: fixture.user.token });
@@ -251,7 +251,7 @@ describe('a run that finishes after a cancel', () => {
     const job = await fetchJob(task.id);
     const { run } = runner();
 
-    const running = run(job);
+    const running = run([job]);
     const request = await eventually(() => slack.requestsFor(channel)[0], { timeoutMs: 5_000, message: 'the Slack call' });
     const canceled = await app.delete(`/api/v1/tasks/${task.id}`, { token: user.token });
     const canceledAt = Date.now();

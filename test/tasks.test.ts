@@ -18,6 +18,7 @@ const TASK_KEYS = [
   'callback_url',
   'retry_count',
   'max_retries',
+  'priority',
   'timeout_seconds',
   'on_success_next_task',
   'next_task_id',
@@ -129,6 +130,7 @@ describe('reference test_tasks.py', () => {
     assert.equal(task.callback_url, null);
     assert.equal(task.retry_count, 0);
     assert.equal(task.max_retries, 0, 'max_retries defaults to 0');
+    assert.equal(task.priority, 0, 'priority defaults to 0');
     assert.equal(task.timeout_seconds, null);
     assert.equal(task.on_success_next_task, null);
     assert.equal(task.next_task_id, null);
@@ -347,11 +349,13 @@ describe('OpenAPI', () => {
     assert.ok(body, 'a JSON request body');
     assert.equal(body.type, 'object');
     assert.deepEqual(body.required, ['payload']);
-    for (const key of ['payload', 'callback_url', 'max_retries', 'timeout_seconds', 'on_success_next_task', 'delay_seconds', 'run_at']) {
+    for (const key of ['payload', 'callback_url', 'max_retries', 'priority', 'timeout_seconds', 'on_success_next_task', 'delay_seconds', 'run_at']) {
       assert.ok(body.properties?.[key], `request body documents ${key}`);
     }
     assert.equal(body.properties.max_retries.minimum, 0);
     assert.equal(body.properties.max_retries.maximum, 10);
+    assert.equal(body.properties.priority.minimum, -10);
+    assert.equal(body.properties.priority.maximum, 10);
     assert.match(JSON.stringify(body.properties.payload), /post_to_slack/);
 
     const created = operation.responses?.['201']?.content?.['application/json']?.schema;

@@ -2,11 +2,10 @@ import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
 import { AppError } from '../errors.js';
 import type { AuthContext } from '../http/types.js';
-import type { TaskQueue } from '../queue/task-queue.js';
 import { toTaskOut } from '../tasks/task-json.js';
 import { taskStore } from '../tasks/tasks.repository.js';
 import type { TaskOut } from '../tasks/tasks.schemas.js';
-import { insertTask } from '../tasks/tasks.service.js';
+import { AoaSlotTakenError, type TaskCreator } from '../tasks/task-creation.js';
 import { callDcl, DclBadAnswerError, DclNotConfiguredError, DclTimeoutError, DclUnreachableError } from './dcl-client.js';
 
 /** AOA jobs always get three retries, on the configured retry schedule. */
@@ -17,8 +16,6 @@ export type AoaJob =
   | { action: 'aoa_reset' }
   | { action: 'aoa_toggle_dev_mode'; enabled: boolean };
 
-class SlotTaken extends Error {}
-
 export interface AoaService {
   /** The Legacy DCL state, as the backend answered it. */
   state(auth: AuthContext, requestId: string): Promise<{ status: number; body: unknown }>;
@@ -26,8 +23,8 @@ export interface AoaService {
   enqueue(auth: AuthContext, requestId: string, job: AoaJob): Promise<TaskOut>;
 }
 
-export function createAoaService(deps: { db: Db; queue: TaskQueue; config: Config }): AoaService {
-  const { db, queue, config } = deps;
+export function createAoaService(deps: { db: Db; creator: TaskCreator; config: Config }): AoaService {
+  const { db, creator, config } = deps;
 
   const conflict = async (tenantId: string) => {
     const active = await taskStore(db, tenantId).findActive('aoa');
@@ -66,28 +63,20 @@ export function createAoaService(deps: { db: Db; queue: TaskQueue; config: Confi
       if (await taskStore(db, auth.tenantId).findActive('aoa')) throw await conflict(auth.tenantId);
       const { action, ...parameters } = job;
       try {
-        return await db.transaction().execute(async (trx) => {
-          const store = taskStore(trx, auth.tenantId);
-          const task = await insertTask(
-            trx,
-            store,
-            queue,
-            { payload: { ...job, request_id: requestId }, max_retries: AOA_MAX_RETRIES },
-            {
-              kind: 'aoa',
-              createdBy: auth.userId,
-              auditDetails: [
-                `AOA job ${action} requested by user ${auth.userId} of tenant ${auth.tenantId} (request ${requestId}) with parameters ${JSON.stringify(parameters)}`,
-              ],
-            },
-          );
-          // The per-tenant exclusive slot in pg-boss is the arbiter: of concurrent requests, the
-          // later ones wait for the first to commit and are then refused here, rolling back.
-          if (!task) throw new SlotTaken();
-          return toTaskOut(task);
+        const task = await creator.create({
+          tenantId: auth.tenantId,
+          body: { payload: { ...job, request_id: requestId }, max_retries: AOA_MAX_RETRIES },
+          kind: 'aoa',
+          createdBy: auth.userId,
+          auditDetails: [
+            `AOA job ${action} requested by user ${auth.userId} of tenant ${auth.tenantId} (request ${requestId}) with parameters ${JSON.stringify(parameters)}`,
+          ],
         });
+        return toTaskOut(task);
       } catch (error) {
-        if (error instanceof SlotTaken) throw await conflict(auth.tenantId);
+        // The per-tenant exclusive slot in pg-boss is the arbiter: of concurrent requests, the
+        // later ones wait for the first to commit and are then refused.
+        if (error instanceof AoaSlotTakenError) throw await conflict(auth.tenantId);
         throw error;
       }
     },

@@ -33,6 +33,8 @@ export interface TasksTable {
   callback_url: string | null;
   retry_count: Generated<number>;
   max_retries: Generated<number>;
+  /** -10..10; a higher one of the same tenant runs first. */
+  priority: Generated<number>;
   timeout_seconds: number | null;
   on_success_next_task: ColumnType<unknown, string | null | undefined, string | null>;
   next_task_id: string | null;

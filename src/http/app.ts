@@ -17,6 +17,7 @@ import { healthRoutes } from '../health/health.routes.js';
 import type { Logger } from '../logger.js';
 import { createTaskQueue } from '../queue/task-queue.js';
 import { taskRoutes } from '../tasks/tasks.routes.js';
+import { createTaskCreator } from '../tasks/task-creation.js';
 import { createTaskService } from '../tasks/tasks.service.js';
 import type { PgBoss } from 'pg-boss';
 import { corsForOrigins } from './cors.js';
@@ -68,8 +69,9 @@ export function createApp(deps: AppDeps) {
   app.route('/', healthRoutes(db));
   app.route('/', authRoutes(createAuthService({ db, tokens }), authenticated));
   const queue = createTaskQueue(boss);
-  app.route('/', taskRoutes(createTaskService({ db, queue }), authenticated));
-  app.route('/', aoaRoutes(createAoaService({ db, queue, config }), authenticated));
+  const creator = createTaskCreator({ db, queue, faultPoint: config.faultInjectionPoint });
+  app.route('/', taskRoutes(createTaskService({ db, queue, creator }), authenticated));
+  app.route('/', aoaRoutes(createAoaService({ db, creator, config }), authenticated));
 
   let openApiDocument: ReturnType<typeof buildOpenApiDocument> | undefined;
   app.get('/openapi.json', (c) => c.json((openApiDocument ??= buildOpenApiDocument(app, API_INFO))));

@@ -1,9 +1,9 @@
 /**
- * Points in a task's life where a test can make the worker die (SIGKILL, as a crash or an OOM
+ * Points in a task's life where a test can make the API or the worker die (SIGKILL, as a crash or an OOM
  * kill would), to prove that every task still ends right. Inert unless FAULT_INJECTION_POINT
  * names one of them, which the configuration refuses in production.
  */
-export const FAULT_POINTS = [
+export const WORKER_FAULT_POINTS = [
   /** The task was claimed (in_progress committed), nothing else happened. */
   'after-claim',
   /** The action has started and written its first audit entry. */
@@ -15,6 +15,13 @@ export const FAULT_POINTS = [
   /** The callback receiver has answered; the outcome is not yet recorded. */
   'during-callback',
 ] as const;
+
+export const API_FAULT_POINTS = [
+  /** A batch of created tasks committed; none of its requests has been answered. */
+  'after-create-commit',
+] as const;
+
+export const FAULT_POINTS = [...WORKER_FAULT_POINTS, ...API_FAULT_POINTS] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 

@@ -1,4 +1,4 @@
-import { fromKysely, type JobAttempt, type PgBoss } from 'pg-boss';
+import { fromKysely, type JobAttempt, type JobInsert, type PgBoss } from 'pg-boss';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database, TaskKind, TaskRow } from '../db/schema.js';
 import { BOSS_SCHEMA } from './boss.js';
@@ -42,25 +42,28 @@ export async function declareQueues(boss: PgBoss): Promise<void> {
   // planner's view of another (and a freshly bulk-filled queue avoids the nested-loop plan).
   await boss.createQueue(TASK_QUEUE.task, { policy: 'standard', notify: true, partition: true });
   await boss.createQueue(TASK_QUEUE.aoa, { policy: 'exclusive', notify: true, partition: true });
-  // Retries are set per job (enqueueCallback), where they only replace lost deliveries.
+  // Retries are set per job (enqueueCallbacks), where they only replace lost deliveries.
   await boss.createQueue(CALLBACK_QUEUE, { policy: 'standard', notify: true, retryLimit: 0 });
 }
 
 /** The job operations that must commit with a task's state change; each takes the caller's transaction. */
 export interface TaskQueue {
-  /** Enqueues the task's job (id = task id). Returns false when an exclusive slot is taken. */
-  enqueue(trx: Trx, task: TaskRow): Promise<boolean>;
+  /**
+   * Enqueues the tasks' jobs (job id = task id), one statement per queue. Returns the ids it
+   * enqueued: an AOA job whose tenant's exclusive slot is taken is left out.
+   */
+  enqueue(trx: Trx, tasks: readonly TaskRow[]): Promise<Set<string>>;
   cancel(trx: Trx, task: TaskRow): Promise<void>;
   /** Ends the current delivery as failed and holds the job back until `runAt`. */
   retryAt(trx: Trx, task: TaskRow, attempt: JobAttempt, runAt: Date, error: string): Promise<void>;
   /**
-   * Completes the job of a task that reached a final state, in that state change's transaction.
+   * Completes the jobs of tasks that reached a final state, in that state change's transaction.
    * pg-boss would only settle it once the whole fetched batch is done, so an AOA slot would
    * outlive its finished task by a batch-mate's run.
    */
-  complete(trx: Trx, task: TaskRow, attempt: JobAttempt): Promise<void>;
-  /** Enqueues the task's callback, in its tenant's group (callbacks are limited per tenant, see the worker). */
-  enqueueCallback(trx: Trx, task: TaskRow): Promise<void>;
+  complete(trx: Trx, finished: readonly { task: TaskRow; attempt: JobAttempt }[]): Promise<void>;
+  /** Enqueues the tasks' callbacks, each in its tenant's group (callbacks are limited per tenant, see the worker). */
+  enqueueCallbacks(trx: Trx, tasks: readonly TaskRow[]): Promise<void>;
   /** Completes a callback job in the transaction that records its outcome, so a crash after it cannot send it again. */
   completeCallback(trx: Trx, attempt: JobAttempt): Promise<void>;
   /** Whether the task's job can still run it (created, waiting for a retry, or active). */
@@ -94,23 +97,38 @@ export async function tasksWithoutLiveJob(db: Kysely<Database>, idleSeconds: num
     .execute();
 }
 
+/**
+ * A task's job. Plain tasks are grouped by tenant, which caps how many of a tenant's tasks run at
+ * once across all workers (the worker's groupConcurrency); AOA jobs hold their tenant's exclusive
+ * slot instead. The task's priority is the job's: pg-boss fetches higher priorities first.
+ */
+function jobFor(task: TaskRow): JobInsert<TaskJobData> {
+  return {
+    id: task.id,
+    data: { task_id: task.id, tenant_id: task.tenant_id },
+    priority: task.priority,
+    ...(task.scheduled_for ? { startAfter: task.scheduled_for.toISOString() } : {}),
+    ...(task.kind === 'aoa' ? { singletonKey: task.tenant_id } : { group: { id: task.tenant_id } }),
+    retryLimit: deliveryLimit(task.max_retries),
+    retryDelay: 0,
+    heartbeatSeconds: JOB_HEARTBEAT_SECONDS,
+    expireInSeconds: task.timeout_seconds
+      ? Math.min(task.timeout_seconds + EXPIRY_MARGIN_SECONDS, MAX_EXPIRY_SECONDS)
+      : UNBOUNDED_ATTEMPT_EXPIRY_SECONDS,
+  };
+}
+
 export function createTaskQueue(boss: PgBoss): TaskQueue {
   return {
-    async enqueue(trx, task) {
-      const data: TaskJobData = { task_id: task.id, tenant_id: task.tenant_id };
-      const jobId = await boss.send(TASK_QUEUE[task.kind], data, {
-        db: fromKysely(trx),
-        id: task.id,
-        ...(task.scheduled_for ? { startAfter: task.scheduled_for } : {}),
-        ...(task.kind === 'aoa' ? { singletonKey: task.tenant_id } : {}),
-        retryLimit: deliveryLimit(task.max_retries),
-        retryDelay: 0,
-        heartbeatSeconds: JOB_HEARTBEAT_SECONDS,
-        expireInSeconds: task.timeout_seconds
-          ? Math.min(task.timeout_seconds + EXPIRY_MARGIN_SECONDS, MAX_EXPIRY_SECONDS)
-          : UNBOUNDED_ATTEMPT_EXPIRY_SECONDS,
-      });
-      return jobId !== null;
+    async enqueue(trx, tasks) {
+      const enqueued = new Set<string>();
+      for (const kind of ['task', 'aoa'] as const) {
+        const jobs = tasks.filter((task) => task.kind === kind).map(jobFor);
+        if (jobs.length === 0) continue;
+        const ids = await boss.insert(TASK_QUEUE[kind], jobs, { db: fromKysely(trx), returnId: true });
+        for (const id of ids ?? []) enqueued.add(id);
+      }
+      return enqueued;
     },
 
     async cancel(trx, task) {
@@ -125,8 +143,11 @@ export function createTaskQueue(boss: PgBoss): TaskQueue {
       await boss.update(queue, undefined, { id: task.id, startAfter: runAt, db });
     },
 
-    async complete(trx, task, attempt) {
-      await boss.complete(TASK_QUEUE[task.kind], attempt, null, { db: fromKysely(trx) });
+    async complete(trx, finished) {
+      for (const kind of ['task', 'aoa'] as const) {
+        const attempts = finished.filter(({ task }) => task.kind === kind).map(({ attempt }) => attempt);
+        if (attempts.length > 0) await boss.complete(TASK_QUEUE[kind], attempts, null, { db: fromKysely(trx) });
+      }
     },
 
     async hasLiveJob(trx, task) {
@@ -134,15 +155,17 @@ export function createTaskQueue(boss: PgBoss): TaskQueue {
       return job !== undefined && LIVE_JOB_STATES.includes(job.state);
     },
 
-    async enqueueCallback(trx, task) {
-      const data: TaskJobData = { task_id: task.id, tenant_id: task.tenant_id };
-      await boss.send(CALLBACK_QUEUE, data, {
-        db: fromKysely(trx),
-        group: { id: task.tenant_id },
-        retryLimit: CALLBACK_DELIVERIES - 1,
-        retryDelay: 0,
-        heartbeatSeconds: JOB_HEARTBEAT_SECONDS,
-      });
+    async enqueueCallbacks(trx, tasks) {
+      const jobs = tasks
+        .filter((task) => task.callback_url)
+        .map((task): JobInsert<TaskJobData> => ({
+          data: { task_id: task.id, tenant_id: task.tenant_id },
+          group: { id: task.tenant_id },
+          retryLimit: CALLBACK_DELIVERIES - 1,
+          retryDelay: 0,
+          heartbeatSeconds: JOB_HEARTBEAT_SECONDS,
+        }));
+      if (jobs.length > 0) await boss.insert(CALLBACK_QUEUE, jobs, { db: fromKysely(trx) });
     },
 
     async completeCallback(trx, attempt) {

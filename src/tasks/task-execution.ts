@@ -6,15 +6,21 @@ import { injectFault } from '../lib/fault-injection.js';
 import type { TaskRow } from '../db/schema.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
-import { taskStore } from './tasks.repository.js';
+import { AoaSlotTakenError, createTasks } from './task-creation.js';
+import { claimTasks, linkNextTasks, recordSuccesses, taskStore } from './tasks.repository.js';
 import type { TaskBody } from './tasks.schemas.js';
-import { insertTask } from './tasks.service.js';
 
 /** One delivery of a task's job: which task, and which pg-boss attempt carries it. */
 export interface Delivery {
   taskId: string;
   tenantId: string;
   attempt: JobAttempt;
+}
+
+/** A delivery whose action succeeded, with what it produced. */
+export interface Success {
+  delivery: Delivery;
+  outcome: ActionOutcome;
 }
 
 export type Begin =
@@ -61,61 +67,102 @@ export function createTaskExecution(deps: {
       }
       const failed = await store.finish(task.id, heldBy, { status: 'failed', result: { error } });
       await store.audit(task.id, audit.permanentlyFailed);
-      await queue.complete(trx, failed!, delivery.attempt);
-      if (failed!.callback_url) await queue.enqueueCallback(trx, failed!);
+      await queue.complete(trx, [{ task: failed!, attempt: delivery.attempt }]);
+      await queue.enqueueCallbacks(trx, [failed!]);
       return undefined;
     });
     if (retry?.scheduled_for) deps.onRetryScheduled?.(retry, retry.scheduled_for);
   }
 
-  return {
-    /**
-     * Claims the task for this delivery. A task still `in_progress` under an earlier delivery
-     * lost its worker (pg-boss only redelivers an active job after its heartbeat or expiry
-     * lapsed): that attempt is recorded as failed and retried or failed for good. `retrying`
-     * says an earlier try of this claim may have committed without its reply arriving.
-     */
-    async begin(delivery: Delivery, options: { retrying?: boolean } = {}): Promise<Begin> {
-      const store = taskStore(db, delivery.tenantId);
-      const thisDelivery = delivery.attempt.retryCount;
-      const claimed = await store.claim(delivery.taskId, thisDelivery, audit.started);
-      if (claimed) return { run: true, task: claimed };
-      // Not claimable: find out why.
-      const task = await store.find(delivery.taskId);
-      if (!task) return { run: false, reason: 'missing' };
-      if (task.status === 'in_progress') {
-        // An earlier try of this very claim committed, but its reply was lost with the connection.
-        if (options.retrying && task.claimed_delivery === thisDelivery) return { run: true, task };
-        if (task.claimed_delivery !== null && task.claimed_delivery >= thisDelivery) return { run: false, reason: 'held elsewhere' };
-        await fail(delivery, task.claimed_delivery ?? -1, LOST_ATTEMPT_ERROR);
-        return { run: false, reason: 'lost attempt recorded' };
-      }
-      return { run: false, reason: task.status === 'queued' ? 'not claimable' : 'finished' };
-    },
+  /** Why a delivery that claimed nothing does not run, recording the attempt it finds lost. */
+  async function notClaimed(delivery: Delivery, retrying: boolean): Promise<Begin> {
+    const thisDelivery = delivery.attempt.retryCount;
+    const task = await taskStore(db, delivery.tenantId).find(delivery.taskId);
+    if (!task) return { run: false, reason: 'missing' };
+    if (task.status === 'in_progress') {
+      // An earlier try of this very claim committed, but its reply was lost with the connection.
+      if (retrying && task.claimed_delivery === thisDelivery) return { run: true, task };
+      if (task.claimed_delivery !== null && task.claimed_delivery >= thisDelivery) return { run: false, reason: 'held elsewhere' };
+      await fail(delivery, task.claimed_delivery ?? -1, LOST_ATTEMPT_ERROR);
+      return { run: false, reason: 'lost attempt recorded' };
+    }
+    return { run: false, reason: task.status === 'queued' ? 'not claimable' : 'finished' };
+  }
 
-    /** in_progress → success, with the chained task created and enqueued in the same transaction. */
-    async succeed(delivery: Delivery, outcome: ActionOutcome): Promise<void> {
-      await db.transaction().execute(async (trx) => {
-        const store = taskStore(trx, delivery.tenantId);
-        const done = await store.finish(delivery.taskId, delivery.attempt.retryCount, { status: 'success', result: outcome.result });
-        if (!done) return;
-        await store.audit(done.id, ...outcome.audit);
-        await queue.complete(trx, done, delivery.attempt);
-        let finished = done;
-        if (done.on_success_next_task) {
-          await store.audit(done.id, audit.chaining);
-          const next = await insertTask(trx, store, queue, done.on_success_next_task as TaskBody, {
-            kind: 'task',
-            createdBy: done.created_by,
-            parentId: done.id,
-          });
-          if (!next) throw new Error('The task queue refused a chained job');
-          injectFault(config.faultInjectionPoint, 'during-chaining');
-          finished = await store.setNextTask(done.id, next.id);
-          await store.audit(done.id, audit.chained(next.id));
-        }
-        if (finished.callback_url) await queue.enqueueCallback(trx, finished);
+  /**
+   * Claims the tasks of a fetched batch of deliveries, in one statement. A task still
+   * `in_progress` under an earlier delivery lost its worker (pg-boss only redelivers an active job
+   * after its heartbeat or expiry lapsed): that attempt is recorded as failed and retried or
+   * failed for good. `retrying` says an earlier try of this claim may have committed without its
+   * reply arriving.
+   */
+  async function beginMany(deliveries: readonly Delivery[], options: { retrying?: boolean } = {}): Promise<Begin[]> {
+    const claimed = await claimTasks(
+      db,
+      deliveries.map((delivery) => ({ tenantId: delivery.tenantId, taskId: delivery.taskId, delivery: delivery.attempt.retryCount })),
+      audit.started,
+    );
+    const byId = new Map(claimed.map((task) => [task.id, task]));
+    return Promise.all(
+      deliveries.map(async (delivery): Promise<Begin> => {
+        const task = byId.get(delivery.taskId);
+        return task ? { run: true, task } : notClaimed(delivery, options.retrying ?? false);
+      }),
+    );
+  }
+
+  /**
+   * in_progress → success for several deliveries in one transaction: the rows with their audit
+   * entries, the jobs' completions, the chained tasks (created and enqueued) and the callbacks.
+   * A delivery that no longer holds its attempt (canceled, or recorded by another) changes nothing.
+   */
+  async function succeedMany(successes: readonly Success[]): Promise<void> {
+    await db.transaction().execute(async (trx) => {
+      const finished = await recordSuccesses(
+        trx,
+        successes.map(({ delivery, outcome }) => ({
+          tenantId: delivery.tenantId,
+          taskId: delivery.taskId,
+          delivery: delivery.attempt.retryCount,
+          result: outcome.result,
+          messages: outcome.audit,
+        })),
+        audit.chaining,
+      );
+      if (finished.length === 0) return;
+      const attemptOf = new Map(successes.map(({ delivery }) => [delivery.taskId, delivery.attempt]));
+      await queue.complete(trx, finished.map((task) => ({ task, attempt: attemptOf.get(task.id)! })));
+      const parents = finished.filter((task) => task.on_success_next_task);
+      const children = await createTasks(
+        trx,
+        queue,
+        parents.map((parent) => ({
+          tenantId: parent.tenant_id,
+          body: parent.on_success_next_task as TaskBody,
+          kind: 'task' as const,
+          createdBy: parent.created_by,
+          parentId: parent.id,
+        })),
+      );
+      injectFault(config.faultInjectionPoint, 'during-chaining');
+      const links = parents.map((parent, index) => {
+        const child = children[index];
+        if (!child || child instanceof AoaSlotTakenError) throw new Error('The task queue refused a chained job');
+        return { tenantId: parent.tenant_id, taskId: parent.id, nextTaskId: child.id, message: audit.chained(child.id) };
       });
+      const linked = new Map((await linkNextTasks(trx, links)).map((task) => [task.id, task]));
+      await queue.enqueueCallbacks(trx, finished.map((task) => linked.get(task.id) ?? task));
+    });
+  }
+
+  return {
+    beginMany,
+    async begin(delivery: Delivery, options: { retrying?: boolean } = {}): Promise<Begin> {
+      return (await beginMany([delivery], options))[0]!;
+    },
+    succeedMany,
+    async succeed(delivery: Delivery, outcome: ActionOutcome): Promise<void> {
+      await succeedMany([{ delivery, outcome }]);
     },
 
     /**
@@ -130,7 +177,7 @@ export function createTaskExecution(deps: {
         if (await queue.hasLiveJob(trx, current)) return false;
         const failed = (await store.end(current.id, { status: 'failed', result: { error: ORPHANED_ERROR } }))!;
         await store.audit(current.id, audit.failed(ORPHANED_ERROR), audit.permanentlyFailed);
-        if (failed.callback_url) await queue.enqueueCallback(trx, failed);
+        await queue.enqueueCallbacks(trx, [failed]);
         return true;
       });
     },

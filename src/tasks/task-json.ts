@@ -14,6 +14,7 @@ export function toTaskOut(task: TaskRow): TaskOut {
     callback_url: task.callback_url,
     retry_count: task.retry_count,
     max_retries: task.max_retries,
+    priority: task.priority,
     timeout_seconds: task.timeout_seconds,
     on_success_next_task: (task.on_success_next_task ?? null) as TaskOut['on_success_next_task'],
     next_task_id: task.next_task_id,

@@ -1,19 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database, TaskKind, TaskRow, TaskStatus } from '../db/schema.js';
 
-export interface NewTask {
-  kind: TaskKind;
-  payload: unknown;
-  callbackUrl: string | null;
-  maxRetries: number;
-  timeoutSeconds: number | null;
-  onSuccessNextTask: unknown;
-  /** When to run: an absolute time, or a delay counted on the database's clock (the queue's clock). */
-  runAt: Date | null;
-  delaySeconds: number | null;
-  createdBy: string | null;
-}
-
 const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
 
 /**
@@ -31,24 +18,6 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
   return {
     tenantId,
 
-    async insert(task: NewTask): Promise<TaskRow> {
-      return db
-        .insertInto('tasks')
-        .values({
-          tenant_id: tenantId,
-          kind: task.kind,
-          payload: JSON.stringify(task.payload),
-          callback_url: task.callbackUrl,
-          max_retries: task.maxRetries,
-          timeout_seconds: task.timeoutSeconds,
-          on_success_next_task: json(task.onSuccessNextTask),
-          scheduled_for: task.runAt ?? (task.delaySeconds ? sql<Date>`now() + make_interval(secs => ${task.delaySeconds})` : null),
-          created_by: task.createdBy,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-    },
-
     async find(id: string): Promise<TaskRow | undefined> {
       return tasks().selectAll().where('id', '=', id).executeTakeFirst();
     },
@@ -56,33 +25,6 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
     /** Locks the row until the transaction ends, so concurrent state changes queue up behind it. */
     async findForUpdate(id: string): Promise<TaskRow | undefined> {
       return tasks().selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
-    },
-
-    /**
-     * queued → in_progress, only from queued and only by a later delivery than the last claim
-     * (pg-boss counts up on every re-claim): a second delivery of the same job claims nothing, even
-     * after its failed attempt put the task back to queued for a retry.
-     */
-    async claim(id: string, delivery: number, message: string): Promise<TaskRow | undefined> {
-      // One statement claims and audits: the hottest path of the worker, in one round trip.
-      return db
-        .with('claimed', () =>
-          updateTasks()
-            .set({ status: 'in_progress', started_at: sql`now()`, claimed_delivery: delivery, scheduled_for: null })
-            .where('id', '=', id)
-            .where('status', '=', 'queued')
-            .where((eb) => eb.or([eb('claimed_delivery', 'is', null), eb('claimed_delivery', '<', delivery)]))
-            .returningAll(),
-        )
-        .with('audited', (qb) =>
-          qb
-            .insertInto('task_logs')
-            .columns(['task_id', 'tenant_id', 'message'])
-            .expression((eb) => eb.selectFrom('claimed').select(['claimed.id', 'claimed.tenant_id', sql<string>`${message}::text`.as('message')])),
-        )
-        .selectFrom('claimed')
-        .selectAll()
-        .executeTakeFirst();
     },
 
     /** in_progress → success/failed, only for the delivery that holds the attempt. */
@@ -119,10 +61,6 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
         .where('status', 'in', ['queued', 'in_progress'])
         .returningAll()
         .executeTakeFirst();
-    },
-
-    async setNextTask(id: string, nextTaskId: string): Promise<TaskRow> {
-      return updateTasks().set({ next_task_id: nextTaskId }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
     },
 
     /** The tenant's oldest task of this kind that is queued or running, if any. */
@@ -180,4 +118,119 @@ export async function canceledAmong(db: Kysely<Database>, tasks: readonly { tena
     .where((eb) => eb.or(tasks.map((task) => eb.and([eb('tenant_id', '=', task.tenantId), eb('id', '=', task.taskId)]))))
     .execute();
   return rows.map((row) => row.id);
+}
+
+/*
+ * The worker's batch writes. Each item names its tenant and is matched on it as well as on the
+ * task id, so a batch mixing tenants is scoped row by row exactly as a taskStore would scope it.
+ */
+
+/** One task of a fetched batch, and the delivery (pg-boss retryCount) that carries it. */
+export interface DeliveredTask {
+  tenantId: string;
+  taskId: string;
+  delivery: number;
+}
+
+/**
+ * queued → in_progress with its audit entry, in one statement for a whole batch: only from
+ * queued and only by a later delivery than the last claim (pg-boss counts up on every re-claim),
+ * so a second delivery of the same job claims nothing, even after its failed attempt put the task
+ * back to queued for a retry. Returns the tasks claimed.
+ */
+export async function claimTasks(db: Kysely<Database>, tasks: readonly DeliveredTask[], message: string): Promise<TaskRow[]> {
+  if (tasks.length === 0) return [];
+  const { rows } = await sql<TaskRow>`
+    with input as (
+      select * from unnest(${tasks.map((task) => task.taskId)}::uuid[], ${tasks.map((task) => task.tenantId)}::uuid[],
+                           ${tasks.map((task) => task.delivery)}::int[]) as x(id, tenant_id, delivery)
+    ),
+    claimed as (
+      update tasks set status = 'in_progress', started_at = now(), claimed_delivery = input.delivery,
+                       scheduled_for = null, updated_at = now()
+      from input
+      where tasks.id = input.id and tasks.tenant_id = input.tenant_id and tasks.status = 'queued'
+        and (tasks.claimed_delivery is null or tasks.claimed_delivery < input.delivery)
+      returning tasks.*
+    ),
+    audited as (
+      insert into task_logs (task_id, tenant_id, message) select id, tenant_id, ${message}::text from claimed
+    )
+    select * from claimed
+  `.execute(db);
+  return rows;
+}
+
+/** A successful attempt to record: its result and the audit entries its action produced. */
+export interface SucceededTask extends DeliveredTask {
+  result: unknown;
+  messages: readonly string[];
+}
+
+/**
+ * in_progress → success with the actions' audit entries (and `chainingMessage` for a task that
+ * chains), in one statement for a batch; only for the deliveries that still hold their attempts.
+ * Returns the tasks it finished.
+ */
+export async function recordSuccesses(db: Kysely<Database>, tasks: readonly SucceededTask[], chainingMessage: string): Promise<TaskRow[]> {
+  if (tasks.length === 0) return [];
+  const input = tasks.map((task) => ({
+    id: task.taskId,
+    tenant_id: task.tenantId,
+    delivery: task.delivery,
+    result: task.result ?? null,
+    messages: task.messages,
+  }));
+  const { rows } = await sql<TaskRow>`
+    with input as (
+      select x.*, row_number() over () as ordinal
+      from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(id uuid, tenant_id uuid, delivery int, result jsonb, messages text[])
+    ),
+    finished as (
+      update tasks set status = 'success', result = input.result, finished_at = now(), updated_at = now()
+      from input
+      where tasks.id = input.id and tasks.tenant_id = input.tenant_id and tasks.status = 'in_progress'
+        and tasks.claimed_delivery = input.delivery
+      returning tasks.*
+    ),
+    audited as (
+      insert into task_logs (task_id, tenant_id, message)
+      select finished.id, finished.tenant_id, entry.message
+      from finished
+      join input using (id)
+      cross join lateral unnest(
+        input.messages || case when finished.on_success_next_task is null then '{}'::text[] else array[${chainingMessage}::text] end
+      ) with ordinality as entry(message, position)
+      order by input.ordinal, entry.position
+    )
+    select * from finished
+  `.execute(db);
+  return rows;
+}
+
+/** Records each parent's chained task, with the audit entry that names it. Returns the parents. */
+export async function linkNextTasks(
+  db: Kysely<Database>,
+  links: readonly { tenantId: string; taskId: string; nextTaskId: string; message: string }[],
+): Promise<TaskRow[]> {
+  if (links.length === 0) return [];
+  const { rows } = await sql<TaskRow>`
+    with input as (
+      select * from unnest(${links.map((link) => link.taskId)}::uuid[], ${links.map((link) => link.tenantId)}::uuid[],
+                           ${links.map((link) => link.nextTaskId)}::uuid[], ${links.map((link) => link.message)}::text[])
+        as x(id, tenant_id, next_task_id, message)
+    ),
+    linked as (
+      update tasks set next_task_id = input.next_task_id, updated_at = now()
+      from input
+      where tasks.id = input.id and tasks.tenant_id = input.tenant_id
+      returning tasks.*
+    ),
+    audited as (
+      insert into task_logs (task_id, tenant_id, message)
+      select linked.id, linked.tenant_id, input.message from linked join input using (id)
+    )
+    select * from linked
+  `.execute(db);
+  return rows;
 }

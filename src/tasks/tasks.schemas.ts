@@ -22,6 +22,15 @@ const MaxRetries = v.pipe(
   v.maxValue(10, 'max_retries must be between 0 and 10'),
 );
 
+export const MIN_PRIORITY = -10;
+export const MAX_PRIORITY = 10;
+const Priority = v.pipe(
+  v.number('priority must be an integer'),
+  v.integer('priority must be an integer'),
+  v.minValue(MIN_PRIORITY, `priority must be between ${MIN_PRIORITY} and ${MAX_PRIORITY}`),
+  v.maxValue(MAX_PRIORITY, `priority must be between ${MIN_PRIORITY} and ${MAX_PRIORITY}`),
+);
+
 const TimeoutSeconds = v.pipe(
   v.number('timeout_seconds must be an integer'),
   v.integer('timeout_seconds must be an integer'),
@@ -51,6 +60,7 @@ export interface TaskBody {
   payload: v.InferOutput<typeof PayloadSchema>;
   callback_url?: string | null | undefined;
   max_retries?: number | undefined;
+  priority?: number | undefined;
   timeout_seconds?: number | null | undefined;
   on_success_next_task?: TaskBody | null | undefined;
   delay_seconds?: number | undefined;
@@ -65,6 +75,7 @@ export const TaskBody: v.GenericSchema<unknown, TaskBody> = v.pipe(
       payload: v.pipe(jsonObject('payload must be a JSON object'), PayloadSchema),
       callback_url: v.optional(v.nullable(CallbackUrl)),
       max_retries: v.optional(MaxRetries),
+      priority: v.optional(Priority),
       timeout_seconds: v.optional(v.nullable(TimeoutSeconds)),
       on_success_next_task: v.optional(v.nullable(v.lazy(() => TaskBody))),
       delay_seconds: v.optional(DelaySeconds),
@@ -119,6 +130,7 @@ export const TaskOut = v.object({
   callback_url: v.nullable(v.string()),
   retry_count: v.number(),
   max_retries: v.number(),
+  priority: v.number(),
   timeout_seconds: v.nullable(v.number()),
   on_success_next_task: v.nullable(v.record(v.string(), v.unknown())),
   next_task_id: v.nullable(v.pipe(v.string(), v.uuid())),

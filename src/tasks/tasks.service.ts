@@ -1,13 +1,12 @@
-import type { Transaction } from 'kysely';
 import type { Db } from '../db/client.js';
-import type { Database, TaskKind, TaskRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { AuthContext } from '../http/types.js';
 import { isUuid } from '../lib/uuid.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
 import { toTaskLogOut, toTaskOut } from './task-json.js';
-import { taskStore, type TaskStore } from './tasks.repository.js';
+import type { TaskCreator } from './task-creation.js';
+import { taskStore } from './tasks.repository.js';
 import type { TaskBody, TaskLogOut, TaskOut } from './tasks.schemas.js';
 
 const CANCELABLE = new Set(['queued', 'in_progress']);
@@ -19,47 +18,6 @@ export function assertTaskId(id: string): void {
   if (!isUuid(id)) throw taskNotFound();
 }
 
-export interface TaskOrigin {
-  kind: TaskKind;
-  createdBy: string | null;
-  /** Extra audit entries written with the creation (e.g. an AOA job's request parameters). */
-  auditDetails?: string[];
-  parentId?: string;
-}
-
-/**
- * Inserts a task with its audit entries and enqueues its job, all in the caller's transaction.
- * Returns undefined when the queue refused the job (an exclusive slot is taken).
- */
-export async function insertTask(
-  trx: Transaction<Database>,
-  store: TaskStore,
-  queue: TaskQueue,
-  body: TaskBody,
-  origin: TaskOrigin,
-): Promise<TaskRow | undefined> {
-  const task = await store.insert({
-    kind: origin.kind,
-    payload: body.payload,
-    callbackUrl: body.callback_url ?? null,
-    maxRetries: body.max_retries ?? 0,
-    timeoutSeconds: body.timeout_seconds ?? null,
-    onSuccessNextTask: body.on_success_next_task ?? null,
-    runAt: body.run_at ? new Date(body.run_at) : null,
-    delaySeconds: body.delay_seconds ?? null,
-    createdBy: origin.createdBy,
-  });
-  const enqueued = await queue.enqueue(trx, task);
-  if (!enqueued) return undefined;
-  await store.audit(
-    task.id,
-    origin.parentId ? audit.createdByChain(origin.parentId) : audit.created(origin.createdBy, store.tenantId),
-    ...(origin.auditDetails ?? []),
-    ...(task.scheduled_for ? [audit.scheduled(task.scheduled_for)] : []),
-  );
-  return task;
-}
-
 export interface TaskService {
   create(auth: AuthContext, body: TaskBody): Promise<TaskOut>;
   get(auth: AuthContext, id: string): Promise<TaskOut>;
@@ -67,18 +25,12 @@ export interface TaskService {
   logs(auth: AuthContext, id: string): Promise<TaskLogOut[]>;
 }
 
-export function createTaskService(deps: { db: Db; queue: TaskQueue }): TaskService {
-  const { db, queue } = deps;
+export function createTaskService(deps: { db: Db; queue: TaskQueue; creator: TaskCreator }): TaskService {
+  const { db, queue, creator } = deps;
 
   return {
     async create(auth, body) {
-      return db.transaction().execute(async (trx) => {
-        const store = taskStore(trx, auth.tenantId);
-        const task = await insertTask(trx, store, queue, body, { kind: 'task', createdBy: auth.userId });
-        // The plain task queue has no exclusive slots, so a refusal here is a bug, not a conflict.
-        if (!task) throw new Error('The task queue refused a job');
-        return toTaskOut(task);
-      });
+      return toTaskOut(await creator.create({ tenantId: auth.tenantId, body, kind: 'task', createdBy: auth.userId }));
     },
 
     async get(auth, id) {
@@ -101,7 +53,7 @@ export function createTaskService(deps: { db: Db; queue: TaskQueue }): TaskServi
         const canceled = (await store.end(id, { status: 'canceled', result: { message: 'Task canceled by user' } }))!;
         await store.audit(id, audit.canceled);
         await queue.cancel(trx, canceled);
-        if (canceled.callback_url) await queue.enqueueCallback(trx, canceled);
+        await queue.enqueueCallbacks(trx, [canceled]);
         return toTaskOut(canceled);
       });
     },

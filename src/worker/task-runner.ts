@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Job } from 'pg-boss';
+import type { Job, JobResult } from 'pg-boss';
 import * as v from 'valibot';
 import type { Action, ActionOutcome } from '../actions/action.js';
 import { ActionError } from '../actions/action.js';
@@ -7,10 +7,11 @@ import type { Config } from '../config.js';
 import { retryWhileUnavailable, type DatabaseWatch } from '../db/availability.js';
 import type { Db } from '../db/client.js';
 import { injectFault } from '../lib/fault-injection.js';
+import { createWriteBuffer } from '../lib/write-buffer.js';
 import type { TaskRow } from '../db/schema.js';
 import type { Logger } from '../logger.js';
 import type { TaskJobData } from '../queue/task-queue.js';
-import type { Delivery, TaskExecution } from '../tasks/task-execution.js';
+import type { Begin, Delivery, Success, TaskExecution } from '../tasks/task-execution.js';
 import { taskStore } from '../tasks/tasks.repository.js';
 import { TaskCanceledError, type CancelWatch } from './cancel-watch.js';
 
@@ -50,37 +51,49 @@ export interface TaskRunnerDeps {
   resolveAction(task: TaskRow): Action<any> | undefined;
 }
 
+/** Most successes one transaction records; they are written together as their actions finish. */
+const SUCCESS_BATCH_MAX = 64;
+/** How long a finished attempt may wait for batch-mates while an earlier batch is being written. */
+const SUCCESS_BATCH_WAIT_MS = 2;
+
 /**
- * Runs one delivery of a task job: claim, run the action under its timeout and cancel watch,
- * record the outcome. Never throws after it has recorded a retry (pg-boss would fail the job a
- * second time); a failure to record anything is thrown, so pg-boss redelivers and the attempt
- * is counted as lost.
+ * Runs a fetched batch of task deliveries: claims them all in one statement, runs each action
+ * under its timeout and cancel watch, and records each outcome; successes finishing together are
+ * recorded together. A delivery settles on its own: `failed` when its outcome could not be
+ * recorded (pg-boss redelivers it and the attempt is counted as lost), `completed` otherwise,
+ * including after it recorded a retry (pg-boss must not fail the job a second time).
  */
 export function createTaskRunner(deps: TaskRunnerDeps) {
   const { db, config, logger, execution, cancelWatch, watch } = deps;
   /** A write a delivery must not lose to a database restart: tried again until the database answers. */
   const persist = <T>(operation: string, work: (retrying: boolean) => Promise<T>, signal?: AbortSignal) =>
     retryWhileUnavailable(work, { watch, operation, ...(signal ? { signal } : {}) });
+  const successes = createWriteBuffer<Success, void>({
+    maxItems: SUCCESS_BATCH_MAX,
+    maxWaitMs: SUCCESS_BATCH_WAIT_MS,
+    async flush(batch) {
+      try {
+        await persist('recording successful attempts', () => execution.succeedMany(batch));
+        return batch.map(() => ({ ok: true, value: undefined }));
+      } catch (error) {
+        if (batch.length === 1) throw error;
+        // One task's failure to record must not fail its batch-mates: each is recorded alone.
+        return Promise.all(
+          batch.map((success) =>
+            persist('recording a successful attempt', () => execution.succeedMany([success])).then(
+              () => ({ ok: true as const, value: undefined }),
+              (alone: unknown) => ({ ok: false as const, error: alone }),
+            ),
+          ),
+        );
+      }
+    },
+  });
 
-  return async function runTaskJob(job: Job<TaskJobData>): Promise<void> {
-    const data = v.safeParse(TaskJobSchema, job.data);
-    if (!data.success) {
-      logger.error('malformed task job dropped', { job_id: job.id });
-      return;
-    }
-    const delivery: Delivery = {
-      taskId: data.output.task_id,
-      tenantId: data.output.tenant_id,
-      attempt: { id: job.id, retryCount: job.retryCount },
-    };
+  /** Runs one claimed delivery's action and records its outcome. */
+  async function attempt(job: Job<TaskJobData>, delivery: Delivery, task: TaskRow): Promise<void> {
     const log = logger.child({ task_id: delivery.taskId, tenant_id: delivery.tenantId, delivery: job.retryCount });
-    const begun = await persist('claiming a task', (retrying) => execution.begin(delivery, { retrying }));
-    if (!begun.run) {
-      log.debug('delivery skipped', { reason: begun.reason });
-      return;
-    }
     injectFault(config.faultInjectionPoint, 'after-claim');
-    const task = begun.task;
     const fail = (error: string) => persist('recording a failed attempt', () => execution.fail(delivery, error));
     const action = deps.resolveAction(task);
     if (!action) {
@@ -124,7 +137,52 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
       if (!controller.signal.aborted) controller.abort(new Error('Attempt finished'));
     }
     injectFault(config.faultInjectionPoint, 'after-action');
-    await persist('recording a successful attempt', () => execution.succeed(delivery, outcome));
+    await successes.write({ delivery, outcome });
     log.debug('attempt succeeded');
+  }
+
+  return async function runTaskJobs(jobs: readonly Job<TaskJobData>[]): Promise<JobResult[]> {
+    const deliveries = new Map<string, Delivery>();
+    for (const job of jobs) {
+      const data = v.safeParse(TaskJobSchema, job.data);
+      if (data.success) {
+        deliveries.set(job.id, {
+          taskId: data.output.task_id,
+          tenantId: data.output.tenant_id,
+          attempt: { id: job.id, retryCount: job.retryCount },
+        });
+      } else {
+        logger.error('malformed task job dropped', { job_id: job.id });
+      }
+    }
+    const settle = (job: Job<TaskJobData>, error?: unknown): JobResult => {
+      if (error === undefined) return { id: job.id, status: 'completed' };
+      logger.error('task delivery could not record its outcome', { job_id: job.id, error });
+      return { id: job.id, status: 'failed', output: { error: (error as Error).message } };
+    };
+    let begun: Begin[];
+    try {
+      begun = await persist('claiming tasks', (retrying) => execution.beginMany([...deliveries.values()], { retrying }));
+    } catch (error) {
+      return jobs.map((job) => settle(job, deliveries.has(job.id) ? error : undefined));
+    }
+    const beginOf = new Map([...deliveries.keys()].map((jobId, index) => [jobId, begun[index]!]));
+    return Promise.all(
+      jobs.map(async (job) => {
+        const delivery = deliveries.get(job.id);
+        const begin = beginOf.get(job.id);
+        if (!delivery || !begin) return settle(job);
+        if (!begin.run) {
+          logger.debug('delivery skipped', { task_id: delivery.taskId, reason: begin.reason });
+          return settle(job);
+        }
+        try {
+          await attempt(job, delivery, begin.task);
+          return settle(job);
+        } catch (error) {
+          return settle(job, error);
+        }
+      }),
+    );
   };
 }

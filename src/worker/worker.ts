@@ -83,7 +83,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       timer.unref();
     },
   });
-  const runTaskJob = createTaskRunner({
+  const runTaskJobs = createTaskRunner({
     db,
     config,
     logger,
@@ -115,19 +115,12 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
         // Each delivery settles on its own: one that could not record its outcome is failed (and
         // redelivered) without failing batch-mates that already scheduled their own retries.
         perJobResults: true,
+        // Fairness between tenants (plain tasks are grouped by tenant; AOA jobs are one per
+        // tenant already): a fetch skips the tenants already running their share, across all
+        // workers, so a tenant with a backlog cannot take every slot. See README, "Performance".
+        ...(queue === TASK_QUEUE.task ? { groupConcurrency: config.tenantMaxActiveTasks } : {}),
       },
-      async (jobs) =>
-        Promise.all(
-          jobs.map(async (job): Promise<JobResult> => {
-            try {
-              await runTaskJob(job);
-              return { id: job.id, status: 'completed' };
-            } catch (error) {
-              logger.error('task delivery could not record its outcome', { job_id: job.id, error });
-              return { id: job.id, status: 'failed', output: { error: (error as Error).message } };
-            }
-          }),
-        ),
+      runTaskJobs,
     );
   }
   await boss.work<TaskJobData>(

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { httpJson } from '../../scripts/lib/http-json.js';
 import { spawnService, type ServiceProcess } from '../../scripts/lib/service-process.js';
-import { FAULT_POINTS, type FaultPoint } from '../../src/lib/fault-injection.js';
+import { freePort } from '../../src/main/embedded-postgres.js';
+import { WORKER_FAULT_POINTS, type FaultPoint } from '../../src/lib/fault-injection.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import {
   count,
@@ -47,7 +49,7 @@ describe('a worker killed at each point of a task', { concurrency: 2 }, () => {
 
   const callbacksFor = (taskId: string) => receiver.requests.filter((request) => request.body?.id === taskId);
 
-  for (const point of FAULT_POINTS) {
+  for (const point of WORKER_FAULT_POINTS) {
     test(`killed ${point}: the task ends right, chains once, and its audit trail has no duplicated outcome`, async (t) => {
       const env = { SLACK_WEBHOOK_URL: slack.url, RETRY_DELAYS_SECONDS: '1', CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true' };
       const app = await startTestApp({ env });
@@ -108,4 +110,54 @@ describe('a worker killed at each point of a task', { concurrency: 2 }, () => {
       }
     });
   }
+});
+
+describe('an API killed between a batch of creations and its answers', () => {
+  test('the committed tasks exist with their audit entries and jobs, and run; the clients saw the connection drop', async () => {
+    const slack = await startFakeSlack();
+    const app = await startTestApp({ env: { SLACK_WEBHOOK_URL: slack.url } });
+    const port = await freePort();
+    const api = spawnService('api', {
+      DATABASE_URL: app.database.url,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      NODE_ENV: 'test',
+      JWT_SECRET_KEY: app.config.jwtSecret,
+      FAULT_INJECTION_POINT: 'after-create-commit' satisfies FaultPoint,
+    });
+    try {
+      const base = `http://127.0.0.1:${port}`;
+      await eventually(async () => ((await httpJson(base, 'GET', '/health/api').catch(() => undefined))?.status === 200 ? true : undefined), {
+        timeoutMs: 20_000,
+        message: 'the API answering',
+      });
+      const user = await registerAndLogin(app, 'crash-api');
+      const channel = newChannel('crash-api');
+      const answers = await Promise.allSettled(
+        [0, 1, 2, 3, 4].map((index) =>
+          httpJson(base, 'POST', '/api/v1/tasks', { token: user.token, json: { payload: slackPayload(channel, `m${index}`) } }),
+        ),
+      );
+      assert.equal(await api.exited, 'SIGKILL', `the API died after the commit:\n${api.output().slice(-3000)}`);
+      assert.deepEqual(
+        answers.map((answer) => answer.status),
+        ['rejected', 'rejected', 'rejected', 'rejected', 'rejected'],
+        'no request was answered',
+      );
+
+      const stored = await tenantTasks(app, user.tenantId);
+      assert.ok(stored.length >= 1, 'the first batch committed before the kill');
+      for (const task of stored) {
+        assert.deepEqual(await logMessages(app, task.id), [`Task created by user ${user.userId} in tenant ${user.tenantId}`]);
+      }
+      await app.startWorker();
+      for (const task of stored) await waitForStatus(app, user.token, task.id, 'success', 30_000);
+      assert.equal(slack.requestsFor(channel).length, stored.length, 'each stored task posted once');
+    } finally {
+      api.child.kill('SIGKILL');
+      await api.exited;
+      await app.close();
+      await slack.close();
+    }
+  });
 });

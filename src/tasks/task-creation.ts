@@ -1,0 +1,152 @@
+import { randomUUID } from 'node:crypto';
+import { sql, type Transaction } from 'kysely';
+import { isDatabaseUnavailable } from '../db/availability.js';
+import type { Db } from '../db/client.js';
+import type { Database, TaskKind, TaskRow } from '../db/schema.js';
+import { injectFault, type FaultPoint } from '../lib/fault-injection.js';
+import { createWriteBuffer, type Settled } from '../lib/write-buffer.js';
+import type { TaskQueue } from '../queue/task-queue.js';
+import { audit } from './audit-messages.js';
+import type { TaskBody } from './tasks.schemas.js';
+
+/** A task to create, for one tenant. */
+export interface NewTask {
+  tenantId: string;
+  body: TaskBody;
+  kind: TaskKind;
+  createdBy: string | null;
+  /** The task whose success created this one. */
+  parentId?: string;
+  /** Extra audit entries written with the creation (e.g. an AOA job's request parameters). */
+  auditDetails?: string[];
+}
+
+/** The tenant already has an AOA job queued or running: its exclusive slot in the queue is taken. */
+export class AoaSlotTakenError extends Error {
+  override name = 'AoaSlotTakenError';
+  constructor(readonly tenantId: string) {
+    super('An AOA job is already active for this tenant');
+  }
+}
+
+/** Creation results, in input order: the stored task, or the refusal of an AOA job. */
+export type Created = TaskRow | AoaSlotTakenError;
+
+/**
+ * The one place a task comes into being: its row, its audit entries and its job, all in the
+ * caller's transaction, for any number of tasks of any tenants at once. Three statements whatever
+ * the count: one inserts the rows with their audit entries, one per queue inserts the jobs.
+ * An AOA job refused by its tenant's exclusive slot takes its row back out, in the same transaction.
+ */
+export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, tasks: readonly NewTask[]): Promise<Created[]> {
+  if (tasks.length === 0) return [];
+  const input = tasks.map((task, ordinal) => ({
+    id: randomUUID(),
+    ordinal,
+    tenant_id: task.tenantId,
+    kind: task.kind,
+    payload: task.body.payload,
+    callback_url: task.body.callback_url ?? null,
+    max_retries: task.body.max_retries ?? 0,
+    priority: task.body.priority ?? 0,
+    timeout_seconds: task.body.timeout_seconds ?? null,
+    on_success_next_task: task.body.on_success_next_task ?? null,
+    run_at: task.body.run_at ?? null,
+    delay_seconds: task.body.delay_seconds ?? null,
+    created_by: task.createdBy,
+    messages: [
+      task.parentId ? audit.createdByChain(task.parentId) : audit.created(task.createdBy, task.tenantId),
+      ...(task.auditDetails ?? []),
+    ],
+  }));
+  // scheduled_for is cut to milliseconds, the precision of the time the API shows and the audit
+  // entry names. A delay counts on the database's clock, the one the queue schedules by.
+  const { rows } = await sql<TaskRow>`
+    with input as (
+      select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(
+        id uuid, ordinal int, tenant_id uuid, kind text, payload jsonb, callback_url text, max_retries int,
+        priority int, timeout_seconds int, on_success_next_task jsonb, run_at timestamptz, delay_seconds int,
+        created_by uuid, messages text[])
+    ),
+    inserted as (
+      insert into tasks (id, tenant_id, kind, payload, callback_url, max_retries, priority, timeout_seconds,
+                         on_success_next_task, scheduled_for, created_by)
+      select id, tenant_id, kind, payload, callback_url, max_retries, priority, timeout_seconds, on_success_next_task,
+             date_trunc('milliseconds', coalesce(run_at, case when delay_seconds > 0 then now() + make_interval(secs => delay_seconds) end)),
+             created_by
+      from input order by ordinal
+      returning *
+    ),
+    audited as (
+      insert into task_logs (task_id, tenant_id, message)
+      select inserted.id, inserted.tenant_id, entry.message
+      from inserted
+      join input using (id)
+      cross join lateral unnest(
+        input.messages || case when inserted.scheduled_for is null then '{}'::text[] else array[
+          'Task scheduled to run at ' || to_char(inserted.scheduled_for at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+        ] end
+      ) with ordinality as entry(message, position)
+      order by input.ordinal, entry.position
+    )
+    select * from inserted
+  `.execute(trx);
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  const stored = input.map((task) => byId.get(task.id)!);
+  const enqueued = await queue.enqueue(trx, stored);
+  const refused = stored.filter((task) => !enqueued.has(task.id));
+  if (refused.some((task) => task.kind !== 'aoa')) throw new Error('The task queue refused a job');
+  if (refused.length > 0) {
+    const ids = refused.map((task) => task.id);
+    await sql`with logs as (delete from task_logs where task_id = any(${ids}::uuid[])) delete from tasks where id = any(${ids}::uuid[])`.execute(trx);
+  }
+  return stored.map((task) => (enqueued.has(task.id) ? task : new AoaSlotTakenError(task.tenant_id)));
+}
+
+/** Most tasks one creation transaction takes from the API's requests in flight. */
+const CREATION_BATCH_MAX = 64;
+/** How long a batch may wait for company while an earlier one is being written. */
+const CREATION_BATCH_WAIT_MS = 2;
+
+export interface TaskCreator {
+  /** Creates one task, in a transaction shared with the other requests in flight. Throws AoaSlotTakenError. */
+  create(task: NewTask): Promise<TaskRow>;
+}
+
+/**
+ * Creation for the API: concurrent requests are written together (see createWriteBuffer). A batch
+ * the database refuses as a whole for any reason but its absence is written again one task per
+ * transaction, so one task's conflict fails only its own request; an unavailable database fails
+ * exactly the requests of that batch.
+ */
+export function createTaskCreator(deps: { db: Db; queue: TaskQueue; faultPoint?: FaultPoint | undefined }): TaskCreator {
+  const { db, queue } = deps;
+  const write = async (tasks: NewTask[]): Promise<Created[]> => {
+    const created = await db.transaction().execute((trx) => createTasks(trx, queue, tasks));
+    injectFault(deps.faultPoint, 'after-create-commit');
+    return created;
+  };
+  const settle = (created: Created): Settled<TaskRow> =>
+    created instanceof AoaSlotTakenError ? { ok: false, error: created } : { ok: true, value: created };
+
+  const buffer = createWriteBuffer<NewTask, TaskRow>({
+    maxItems: CREATION_BATCH_MAX,
+    maxWaitMs: CREATION_BATCH_WAIT_MS,
+    async flush(tasks) {
+      try {
+        return (await write(tasks)).map(settle);
+      } catch (error) {
+        if (tasks.length === 1 || isDatabaseUnavailable(error)) throw error;
+        return Promise.all(
+          tasks.map((task) =>
+            write([task]).then(
+              ([created]) => settle(created!),
+              (alone: unknown): Settled<TaskRow> => ({ ok: false, error: alone }),
+            ),
+          ),
+        );
+      }
+    },
+  });
+  return { create: (task) => buffer.write(task) };
+}

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { sql } from 'kysely';
+import { startTestApp, type TestApp } from './helpers/app.js';
+import { createTask, newChannel, slackPayload, startFakeSlack, type FakeSlack } from './helpers/engine.js';
+import { eventually } from './helpers/poll.js';
+import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
+
+// Which task runs next: tenants take turns and each is capped (TENANT_MAX_ACTIVE_TASKS); within a
+// tenant, higher priorities first. Tasks are queued while no worker runs, then one starts.
+
+const started: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const stop of started.reverse()) await stop();
+});
+
+async function setUp(env: Record<string, string>): Promise<{ app: TestApp; slack: FakeSlack }> {
+  const slack = await startFakeSlack();
+  // Every post takes a moment, so a tenant's running tasks overlap if the cap let them.
+  slack.reply = () => ({ status: 200, body: 'ok', delayMs: 40 });
+  const app = await startTestApp({ env: { SLACK_WEBHOOK_URL: slack.url, ...env } });
+  started.push(async () => {
+    await app.close();
+    await slack.close();
+  });
+  return { app, slack };
+}
+
+interface Run {
+  id: string;
+  tenant_id: string;
+  priority: number;
+  started_at: Date;
+  finished_at: Date;
+}
+
+async function runsOnceFinished(app: TestApp, ids: string[]): Promise<Run[]> {
+  return eventually(
+    async () => {
+      const { rows } = await sql<Run & { status: string }>`
+        select id, tenant_id, priority, status, started_at, finished_at from tasks where id = any(${ids}::uuid[])
+        order by started_at, id
+      `.execute(app.db);
+      return rows.every((row) => row.status === 'success') ? rows : undefined;
+    },
+    { timeoutMs: 30_000, message: 'every task succeeded' },
+  );
+}
+
+describe('scheduling across tenants', () => {
+  test('three tenants with queued work take turns, each within its cap of running tasks', async () => {
+    const { app } = await setUp({ TENANT_MAX_ACTIVE_TASKS: '1' });
+    const tenants: RegisteredUser[] = [];
+    for (const label of ['fair-a', 'fair-b', 'fair-c']) tenants.push(await registerAndLogin(app, label));
+    const ids: string[] = [];
+    // Global FIFO would run all of A's, then all of B's, then C's.
+    for (const tenant of tenants) {
+      const channel = newChannel(tenant.tenantName.replace(/\s/g, '-'));
+      for (let index = 0; index < 4; index += 1) ids.push((await createTask(app, tenant.token, { payload: slackPayload(channel) })).id);
+    }
+    await app.startWorker();
+    const runs = await runsOnceFinished(app, ids);
+
+    const tenantOrder = runs.map((run) => tenants.findIndex((tenant) => tenant.tenantId === run.tenant_id));
+    assert.deepEqual(new Set(tenantOrder.slice(0, 3)), new Set([0, 1, 2]), `the first three starts are one per tenant: ${tenantOrder.join(',')}`);
+    for (const tenant of tenants) {
+      const own = runs.filter((run) => run.tenant_id === tenant.tenantId);
+      for (let index = 1; index < own.length; index += 1) {
+        assert.ok(
+          own[index]!.started_at >= own[index - 1]!.finished_at,
+          `${tenant.tenantName}: a task started before the previous one finished (cap 1)`,
+        );
+      }
+    }
+  });
+
+  test('within a tenant a higher priority runs first', async () => {
+    // One fetch loop of up to 4 tasks, so the order of fetches is the order of the queue.
+    const { app } = await setUp({ WORKER_CONCURRENCY: '1' });
+    const tenant = await registerAndLogin(app, 'priority');
+    const channel = newChannel('priority');
+    const normal: string[] = [];
+    const urgent: string[] = [];
+    const low: string[] = [];
+    for (let index = 0; index < 4; index += 1) normal.push((await createTask(app, tenant.token, { payload: slackPayload(channel) })).id);
+    for (let index = 0; index < 4; index += 1) low.push((await createTask(app, tenant.token, { payload: slackPayload(channel), priority: -5 })).id);
+    for (let index = 0; index < 4; index += 1) {
+      const task = await createTask(app, tenant.token, { payload: slackPayload(channel), priority: 10 });
+      assert.equal(task.priority, 10, 'the task JSON shows its priority');
+      urgent.push(task.id);
+    }
+    await app.startWorker();
+    const runs = await runsOnceFinished(app, [...normal, ...urgent, ...low]);
+    const startOf = (ids: string[]) => runs.filter((run) => ids.includes(run.id)).map((run) => run.started_at.getTime());
+    assert.ok(Math.max(...startOf(urgent)) < Math.min(...startOf(normal)), 'every priority 10 task started before any priority 0 one');
+    assert.ok(Math.max(...startOf(normal)) < Math.min(...startOf(low)), 'every priority 0 task started before any priority -5 one');
+  });
+});
