@@ -4,8 +4,8 @@
  *
  *   npm run bench -- [--tasks 2000] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--json FILE]
  *
- * The API and the worker run as separate processes (`npm run api`, `npm run worker`,
- * NODE_ENV=production) against a fresh database per phase and a local fake Slack that answers at
+ * The API and the worker run as separate processes, compiled as `npm run api` and `npm run worker`
+ * run them (NODE_ENV=production) against a fresh database per phase and a local fake Slack that answers at
  * once. Phases:
  * - bare: the floor for creation, a node http + pg server doing one INSERT per request
  *   (scripts/lib/bare-insert-server.ts), `--tasks` requests with `--concurrency` in flight;
@@ -19,6 +19,7 @@
  *   starts; tenant B sends 20 tasks: B's pickup, and how fast A's backlog drains meanwhile.
  * The RSS of the API and worker processes is sampled throughout.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -30,7 +31,7 @@ import { PgBoss } from 'pg-boss';
 import { freePort } from '../src/main/embedded-postgres.js';
 import { httpJson, readRequestBody, registerTenant } from './lib/http-json.js';
 import { pollUntil } from './lib/poll.js';
-import { spawnScript, spawnService, type ServiceProcess } from './lib/service-process.js';
+import { spawnCompiledService, spawnScript, type ServiceProcess } from './lib/service-process.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -166,7 +167,7 @@ async function startService(databaseUrl: string, slackUrl: string, withWorker: b
     ...(process.env.BENCH_SERVICE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_SERVICE_NODE_OPTIONS } : {}),
   };
   const base = `http://127.0.0.1:${port}`;
-  const api = spawnService('api', env);
+  const api = spawnCompiledService('api', env);
   await until(async () => ((await httpJson(base, 'GET', '/health/api')).status === 200 ? true : undefined), 60_000, 'the API');
   const service: Service = { base, api, env };
   if (withWorker) await startWorker(service);
@@ -174,7 +175,7 @@ async function startService(databaseUrl: string, slackUrl: string, withWorker: b
 }
 
 async function startWorker(service: Service) {
-  service.worker = spawnService('worker', service.env);
+  service.worker = spawnCompiledService('worker', service.env);
   await until(async () => ((await httpJson(service.base, 'GET', '/health/worker')).status === 200 ? true : undefined), 60_000, 'the worker');
 }
 
@@ -307,6 +308,8 @@ async function benchFairness(databaseUrl: string, slackUrl: string) {
   }
 }
 
+// The service runs compiled, with the heap flags of the npm scripts and the image.
+execFileSync('npm', ['run', 'build', '--silent'], { cwd: new URL('..', import.meta.url).pathname, stdio: 'inherit' });
 const slack = await startFakeSlack();
 try {
   const bare = await withDatabase(benchBare);

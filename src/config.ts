@@ -96,7 +96,7 @@ export interface Config {
   readonly callbackTimeoutSeconds: number;
   readonly callbackAllowPrivateNetworks: boolean;
   readonly maxBodyBytes: number;
-  /** Parallel fetch loops per task queue (plain and AOA) in a worker process; each runs a batch of up to 4 tasks at once. */
+  /** Parallel fetch loops per task queue (plain and AOA) in a worker process; each runs a batch of up to 16 tasks at once. */
   readonly workerConcurrency: number;
   /** How many of one tenant's plain tasks may run at once, across all workers. */
   readonly tenantMaxActiveTasks: number;

@@ -74,6 +74,7 @@ export async function callDcl(config: Config, request: DclRequest): Promise<DclR
       ...(request.body !== undefined ? { json: request.body } : {}),
       timeoutMs: config.legacyDclTimeoutSeconds * 1000,
       maxBodyBytes: DCL_MAX_ANSWER_BYTES,
+      refuseOversizedBody: true,
       ...(request.signal ? { signal: request.signal } : {}),
     });
   } catch (error) {

@@ -4,6 +4,12 @@ import type { AuthContext } from '../http/types.js';
 import { isUuid } from '../lib/uuid.js';
 
 const ALGORITHM = 'HS256';
+/**
+ * Verified tokens remembered until they expire, so a client's every request does not pay for an
+ * HMAC check on the crypto thread pool (jose's WebCrypto verify is asynchronous): the signature
+ * of a given token string never changes. Bounded; the oldest entries go first.
+ */
+const VERIFIED_TOKENS_KEPT = 10_000;
 
 export interface TokenIssuer {
   issue(user: AuthContext): Promise<string>;
@@ -13,6 +19,7 @@ export interface TokenIssuer {
 
 export function createTokenIssuer(secret: string, expireMinutes: number): TokenIssuer {
   const key = new TextEncoder().encode(secret);
+  const verified = new Map<string, { auth: AuthContext; expiresAtMs: number }>();
   return {
     async issue(user) {
       return new SignJWT({ user_id: user.userId, tenant_id: user.tenantId })
@@ -23,13 +30,21 @@ export function createTokenIssuer(secret: string, expireMinutes: number): TokenI
         .sign(key);
     },
     async verify(token) {
+      const known = verified.get(token);
+      if (known) {
+        if (Date.now() < known.expiresAtMs) return known.auth;
+        verified.delete(token);
+      }
       try {
         const { payload } = await jwtVerify(token, key, { algorithms: [ALGORITHM], requiredClaims: ['exp', 'sub'] });
         const { user_id: userId, tenant_id: tenantId, sub } = payload;
         if (!isUuid(userId) || !isUuid(tenantId)) {
           throw notAuthenticated();
         }
-        return { userId, tenantId, email: sub as string };
+        const auth = { userId, tenantId, email: sub as string };
+        if (verified.size >= VERIFIED_TOKENS_KEPT) verified.delete(verified.keys().next().value!);
+        verified.set(token, { auth, expiresAtMs: payload.exp! * 1000 });
+        return auth;
       } catch (error) {
         if (error instanceof joseErrors.JWTExpired) throw notAuthenticated('Token has expired');
         throw notAuthenticated();

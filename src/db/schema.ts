@@ -35,6 +35,8 @@ export interface TasksTable {
   max_retries: Generated<number>;
   /** -10..10; a higher one of the same tenant runs first. */
   priority: Generated<number>;
+  /** A plain task's place in its tenant's turn order (bigint, read as a string); null for AOA jobs. */
+  queue_rank: string | null;
   timeout_seconds: number | null;
   on_success_next_task: ColumnType<unknown, string | null | undefined, string | null>;
   next_task_id: string | null;

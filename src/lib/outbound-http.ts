@@ -14,6 +14,8 @@ export interface OutboundRequest {
   timeoutMs: number;
   /** Read at most this much of the answer's body; 0 leaves the body unread. */
   maxBodyBytes: number;
+  /** The caller refuses a body past maxBodyBytes anyway: one announced that long is not read at all. */
+  refuseOversizedBody?: boolean;
   /** The caller's own abort (a canceled or timed-out task): its reason is thrown as it is. */
   signal?: AbortSignal;
   dispatcher?: Dispatcher;
@@ -92,6 +94,11 @@ export async function sendOutbound(request: OutboundRequest): Promise<OutboundRe
       responseType: 'stream',
     });
     // The deadline still governs the body: aborting the signal errors the stream mid-read.
+    const announced = Number(response.headers.get('content-length') ?? Number.NaN);
+    if (request.refuseOversizedBody && announced > request.maxBodyBytes) {
+      await response._data?.cancel().catch(() => {});
+      return { status: response.status, text: '', truncated: true };
+    }
     const { text, truncated } = await readCapped(response._data, request.maxBodyBytes);
     return { status: response.status, text, truncated };
   } catch (error) {

@@ -2,9 +2,11 @@
  * Coalesces concurrent writes into batches, so N requests in flight cost one transaction instead
  * of N: on this kind of machine a database round trip, not the SQL, is what a write costs.
  *
- * A batch is flushed when it holds `maxItems`, or at once when no flush is running (a lone
- * request waits for nobody), or else `maxWaitMs` after its first item (while flushes run, the
- * items arriving meanwhile gather into the next batch).
+ * Group commit: while `maxConcurrentFlushes` batches are being written, new items gather into
+ * the next batch, which is written as soon as a flush ends, when it holds `maxItems`, or at the
+ * latest `maxWaitMs` after its first item. With nothing being written, an item is written right
+ * after the current turn of the event loop (with whatever else arrived in it): a lone request
+ * waits for nobody.
  */
 export interface WriteBuffer<Item, Result> {
   /** Resolves with this item's own result, or rejects with its own error. */
@@ -23,18 +25,20 @@ interface Pending<Item, Result> {
 export function createWriteBuffer<Item, Result>(options: {
   maxItems: number;
   maxWaitMs: number;
+  maxConcurrentFlushes: number;
   /** Writes the batch; a rejection fails every item of it, a per-item failure fails only that item. */
   flush(items: Item[]): Promise<Settled<Result>[]>;
 }): WriteBuffer<Item, Result> {
   let batch: Pending<Item, Result>[] = [];
-  let timer: NodeJS.Timeout | undefined;
-  let scheduled = false;
+  let deadline: NodeJS.Timeout | undefined;
+  let immediate: NodeJS.Immediate | undefined;
   let flushing = 0;
 
   const flushNow = () => {
-    clearTimeout(timer);
-    timer = undefined;
-    scheduled = false;
+    clearTimeout(deadline);
+    clearImmediate(immediate);
+    deadline = undefined;
+    immediate = undefined;
     const taken = batch;
     batch = [];
     if (taken.length === 0) return;
@@ -53,6 +57,7 @@ export function createWriteBuffer<Item, Result>(options: {
       )
       .finally(() => {
         flushing -= 1;
+        if (batch.length > 0 && immediate === undefined) immediate = setImmediate(flushNow);
       });
   };
 
@@ -61,11 +66,11 @@ export function createWriteBuffer<Item, Result>(options: {
       return new Promise<Result>((resolve, reject) => {
         batch.push({ item, resolve, reject });
         if (batch.length >= options.maxItems) return flushNow();
-        if (scheduled) return;
-        scheduled = true;
-        // Idle: flush after this turn of the event loop, gathering whatever arrived in it.
-        if (flushing === 0) setImmediate(flushNow);
-        else timer = setTimeout(flushNow, options.maxWaitMs);
+        if (flushing < options.maxConcurrentFlushes) {
+          immediate ??= setImmediate(flushNow);
+        } else {
+          deadline ??= setTimeout(flushNow, options.maxWaitMs);
+        }
       });
     },
   };

@@ -97,16 +97,35 @@ export async function tasksWithoutLiveJob(db: Kysely<Database>, idleSeconds: num
     .execute();
 }
 
+/** Task priorities span -10..10: 21 levels. */
+const PRIORITY_LEVELS = 21;
+/**
+ * pg-boss priorities are 32-bit. Places in line further back than this share the last priority
+ * and keep their creation order: only reached after about 100 million turns without the queue
+ * ever emptying (an empty queue starts again at 0).
+ */
+const LOWEST_JOB_PRIORITY = -2_000_000_000;
+
+/**
+ * pg-boss fetches the highest priority first, then the oldest. A plain task's job priority is its
+ * place in the turn order (see createTasks), and within one place its own priority; an AOA job,
+ * one per tenant at a time, has its own priority.
+ */
+export function jobPriority(task: TaskRow): number {
+  if (task.queue_rank === null) return task.priority;
+  return Math.max(LOWEST_JOB_PRIORITY, task.priority + 10 - Number(task.queue_rank) * PRIORITY_LEVELS);
+}
+
 /**
  * A task's job. Plain tasks are grouped by tenant, which caps how many of a tenant's tasks run at
  * once across all workers (the worker's groupConcurrency); AOA jobs hold their tenant's exclusive
- * slot instead. The task's priority is the job's: pg-boss fetches higher priorities first.
+ * slot instead.
  */
 function jobFor(task: TaskRow): JobInsert<TaskJobData> {
   return {
     id: task.id,
     data: { task_id: task.id, tenant_id: task.tenant_id },
-    priority: task.priority,
+    priority: jobPriority(task),
     ...(task.scheduled_for ? { startAfter: task.scheduled_for.toISOString() } : {}),
     ...(task.kind === 'aoa' ? { singletonKey: task.tenant_id } : { group: { id: task.tenant_id } }),
     retryLimit: deliveryLimit(task.max_retries),

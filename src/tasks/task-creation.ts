@@ -37,6 +37,16 @@ export type Created = TaskRow | AoaSlotTakenError;
  * caller's transaction, for any number of tasks of any tenants at once. Three statements whatever
  * the count: one inserts the rows with their audit entries, one per queue inserts the jobs.
  * An AOA job refused by its tenant's exclusive slot takes its row back out, in the same transaction.
+ *
+ * A plain task gets its turn here (queue_rank, which with its priority makes its job's
+ * priority; see jobPriority): the turn after its tenant's last queued task of the same or a
+ * higher priority, or, when the tenant has none, the turn at the head of the whole queue. So
+ * tenants take turns: a tenant's n-th queued task comes after every other tenant's n-th, whatever
+ * the order they were sent in, and a tenant arriving behind another's backlog starts at once.
+ * Within a tenant equal priorities keep their order, and a higher priority goes first: it takes
+ * no later turn than the tenant's first queued task of a lower priority, and within a turn the
+ * higher priority runs first. (Those tasks then share a turn, so a tenant's urgent tasks may run
+ * several in a row; the cap on its running tasks still bounds what it takes from the others.)
  */
 export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, tasks: readonly NewTask[]): Promise<Created[]> {
   if (tasks.length === 0) return [];
@@ -68,13 +78,29 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
         priority int, timeout_seconds int, on_success_next_task jsonb, run_at timestamptz, delay_seconds int,
         created_by uuid, messages text[])
     ),
+    ranked as (
+      select input.*, case when kind = 'task' then least(
+        coalesce(
+          (select max(queued.queue_rank) + 1 from tasks queued
+           where queued.tenant_id = input.tenant_id and queued.status = 'queued' and queued.kind = 'task'
+             and queued.priority >= input.priority),
+          (select min(queued.queue_rank) from tasks queued
+           where queued.status = 'queued' and queued.kind = 'task' and (queued.scheduled_for is null or queued.scheduled_for <= now())),
+          0
+        ) + row_number() over (partition by tenant_id, kind, priority order by ordinal) - 1,
+        (select min(queued.queue_rank) from tasks queued
+         where queued.tenant_id = input.tenant_id and queued.status = 'queued' and queued.kind = 'task'
+           and queued.priority < input.priority)
+      ) end as queue_rank
+      from input
+    ),
     inserted as (
-      insert into tasks (id, tenant_id, kind, payload, callback_url, max_retries, priority, timeout_seconds,
+      insert into tasks (id, tenant_id, kind, payload, callback_url, max_retries, priority, queue_rank, timeout_seconds,
                          on_success_next_task, scheduled_for, created_by)
-      select id, tenant_id, kind, payload, callback_url, max_retries, priority, timeout_seconds, on_success_next_task,
+      select id, tenant_id, kind, payload, callback_url, max_retries, priority, queue_rank, timeout_seconds, on_success_next_task,
              date_trunc('milliseconds', coalesce(run_at, case when delay_seconds > 0 then now() + make_interval(secs => delay_seconds) end)),
              created_by
-      from input order by ordinal
+      from ranked order by ordinal
       returning *
     ),
     audited as (
@@ -105,7 +131,8 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
 
 /** Most tasks one creation transaction takes from the API's requests in flight. */
 const CREATION_BATCH_MAX = 64;
-/** How long a batch may wait for company while an earlier one is being written. */
+/** Creation transactions in flight at once; more requests wait (at most CREATION_BATCH_WAIT_MS) to join the next. */
+const CREATION_FLUSHES = 2;
 const CREATION_BATCH_WAIT_MS = 2;
 
 export interface TaskCreator {
@@ -132,6 +159,7 @@ export function createTaskCreator(deps: { db: Db; queue: TaskQueue; faultPoint?:
   const buffer = createWriteBuffer<NewTask, TaskRow>({
     maxItems: CREATION_BATCH_MAX,
     maxWaitMs: CREATION_BATCH_WAIT_MS,
+    maxConcurrentFlushes: CREATION_FLUSHES,
     async flush(tasks) {
       try {
         return (await write(tasks)).map(settle);

@@ -87,11 +87,7 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
      * id (a retry after a lost reply from a commit that went through) it changes nothing.
      */
     async auditOnce(entryId: string, taskId: string, message: string): Promise<void> {
-      await db
-        .insertInto('task_logs')
-        .values({ id: entryId, task_id: taskId, tenant_id: tenantId, message })
-        .onConflict((oc) => oc.column('id').doNothing())
-        .execute();
+      await writeAuditEntriesOnce(db, [{ id: entryId, tenantId, taskId, message }]);
     },
 
     async logs(taskId: string) {
@@ -233,4 +229,22 @@ export async function linkNextTasks(
     select * from linked
   `.execute(db);
   return rows;
+}
+
+/** An audit entry under an id chosen before the first try to write it. */
+export interface AuditEntry {
+  id: string;
+  tenantId: string;
+  taskId: string;
+  message: string;
+}
+
+/** Writes audit entries in one statement, each once (see taskStore's auditOnce). */
+export async function writeAuditEntriesOnce(db: Kysely<Database>, entries: readonly AuditEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  await db
+    .insertInto('task_logs')
+    .values(entries.map((entry) => ({ id: entry.id, task_id: entry.taskId, tenant_id: entry.tenantId, message: entry.message })))
+    .onConflict((oc) => oc.column('id').doNothing())
+    .execute();
 }

@@ -12,7 +12,7 @@ import type { TaskRow } from '../db/schema.js';
 import type { Logger } from '../logger.js';
 import type { TaskJobData } from '../queue/task-queue.js';
 import type { Begin, Delivery, Success, TaskExecution } from '../tasks/task-execution.js';
-import { taskStore } from '../tasks/tasks.repository.js';
+import { writeAuditEntriesOnce, type AuditEntry } from '../tasks/tasks.repository.js';
 import { TaskCanceledError, type CancelWatch } from './cancel-watch.js';
 
 export const TaskJobSchema = v.object({ task_id: v.pipe(v.string(), v.uuid()), tenant_id: v.pipe(v.string(), v.uuid()) });
@@ -51,9 +51,10 @@ export interface TaskRunnerDeps {
   resolveAction(task: TaskRow): Action<any> | undefined;
 }
 
-/** Most successes one transaction records; they are written together as their actions finish. */
+/** Most successes (or audit entries) one statement writes; they are written together as their actions produce them. */
 const SUCCESS_BATCH_MAX = 64;
-/** How long a finished attempt may wait for batch-mates while an earlier batch is being written. */
+/** Success transactions in flight at once; more successes wait (at most SUCCESS_BATCH_WAIT_MS) to join the next. */
+const SUCCESS_FLUSHES = 2;
 const SUCCESS_BATCH_WAIT_MS = 2;
 
 /**
@@ -71,6 +72,7 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
   const successes = createWriteBuffer<Success, void>({
     maxItems: SUCCESS_BATCH_MAX,
     maxWaitMs: SUCCESS_BATCH_WAIT_MS,
+    maxConcurrentFlushes: SUCCESS_FLUSHES,
     async flush(batch) {
       try {
         await persist('recording successful attempts', () => execution.succeedMany(batch));
@@ -87,6 +89,18 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
           ),
         );
       }
+    },
+  });
+
+  // Audit entries written while actions run (e.g. before a Slack post) are written together too;
+  // each action still waits for its own entry before going on.
+  const auditEntries = createWriteBuffer<AuditEntry, void>({
+    maxItems: SUCCESS_BATCH_MAX,
+    maxWaitMs: SUCCESS_BATCH_WAIT_MS,
+    maxConcurrentFlushes: SUCCESS_FLUSHES,
+    async flush(entries) {
+      await writeAuditEntriesOnce(db, entries);
+      return entries.map(() => ({ ok: true, value: undefined }));
     },
   });
 
@@ -111,10 +125,9 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
 
     let outcome: ActionOutcome;
     try {
-      const store = taskStore(db, task.tenant_id);
       const audit = async (message: string) => {
-        const entryId = randomUUID();
-        await persist('writing an audit entry', () => store.auditOnce(entryId, task.id, message), controller.signal);
+        const entry: AuditEntry = { id: randomUUID(), tenantId: task.tenant_id, taskId: task.id, message };
+        await persist('writing an audit entry', () => auditEntries.write(entry), controller.signal);
         injectFault(config.faultInjectionPoint, 'during-action');
       };
       outcome = await untilAborted(

@@ -26,7 +26,7 @@ export interface Worker {
   stop(graceMs: number): Promise<void>;
 }
 
-const TASKS_PER_FETCH = 4;
+const TASKS_PER_FETCH = 16;
 /**
  * A backstop poll for work that no NOTIFY announces: retries and scheduled tasks coming due, and
  * jobs returned by expiry. Half a second keeps retries "exact to within a second".
