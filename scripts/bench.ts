@@ -163,6 +163,7 @@ async function startService(databaseUrl: string, slackUrl: string, withWorker: b
     LOG_LEVEL: 'warn',
     SLACK_WEBHOOK_URL: slackUrl,
     ...(process.env.WORKER_CONCURRENCY ? { WORKER_CONCURRENCY: process.env.WORKER_CONCURRENCY } : {}),
+    ...(process.env.TENANT_MAX_ACTIVE_TASKS ? { TENANT_MAX_ACTIVE_TASKS: process.env.TENANT_MAX_ACTIVE_TASKS } : {}),
     // e.g. BENCH_SERVICE_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the service.
     ...(process.env.BENCH_SERVICE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_SERVICE_NODE_OPTIONS } : {}),
   };

@@ -27,7 +27,7 @@ export function createAoaService(deps: { db: Db; creator: TaskCreator; config: C
   const { db, creator, config } = deps;
 
   const conflict = async (tenantId: string) => {
-    const active = await taskStore(db, tenantId).findActive('aoa');
+    const active = await taskStore(db, tenantId).findActiveAoa();
     return new AppError('conflict', 'An AOA job is already active for this tenant', { extra: { task_id: active?.id ?? null } });
   };
 
@@ -60,7 +60,7 @@ export function createAoaService(deps: { db: Db; creator: TaskCreator; config: C
     async enqueue(auth, requestId, job) {
       // A job that can only fail four times is refused up front.
       if (!config.legacyDclBaseUrl) throw new AppError('unavailable', new DclNotConfiguredError().message);
-      if (await taskStore(db, auth.tenantId).findActive('aoa')) throw await conflict(auth.tenantId);
+      if (await taskStore(db, auth.tenantId).findActiveAoa()) throw await conflict(auth.tenantId);
       const { action, ...parameters } = job;
       try {
         const task = await creator.create({

@@ -63,11 +63,11 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
         .executeTakeFirst();
     },
 
-    /** The tenant's oldest task of this kind that is queued or running, if any. */
-    async findActive(kind: TaskKind): Promise<TaskRow | undefined> {
+    /** The tenant's oldest AOA job that is queued or running, if any. */
+    async findActiveAoa(): Promise<TaskRow | undefined> {
       return tasks()
         .selectAll()
-        .where('kind', '=', kind)
+        .where('kind', '=', 'aoa')
         .where('status', 'in', ['queued', 'in_progress'])
         .orderBy('created_at')
         .limit(1)
