@@ -75,3 +75,23 @@ export function createWriteBuffer<Item, Result>(options: {
     },
   };
 }
+
+/**
+ * Writes a batch; when the batch fails as a whole, writes each item alone, so one item's failure
+ * fails only that item. An error `failsEveryone` recognises (the database is gone) is not any
+ * one item's doing: it fails the whole batch at once.
+ */
+export async function writeEachAloneOnFailure<Item, Result>(
+  items: Item[],
+  write: (items: Item[]) => Promise<Settled<Result>[]>,
+  failsEveryone: (error: unknown) => boolean,
+): Promise<Settled<Result>[]> {
+  try {
+    return await write(items);
+  } catch (error) {
+    if (items.length === 1 || failsEveryone(error)) throw error;
+    return Promise.all(
+      items.map((item) => write([item]).then(([settled]) => settled!, (alone: unknown): Settled<Result> => ({ ok: false, error: alone }))),
+    );
+  }
+}

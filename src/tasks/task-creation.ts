@@ -4,7 +4,7 @@ import { isDatabaseUnavailable } from '../db/availability.js';
 import type { Db } from '../db/client.js';
 import type { Database, TaskKind, TaskRow } from '../db/schema.js';
 import { injectFault, type FaultPoint } from '../lib/fault-injection.js';
-import { createWriteBuffer, type Settled } from '../lib/write-buffer.js';
+import { createWriteBuffer, writeEachAloneOnFailure, type Settled } from '../lib/write-buffer.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
 import type { TaskBody } from './tasks.schemas.js';
@@ -160,21 +160,7 @@ export function createTaskCreator(deps: { db: Db; queue: TaskQueue; faultPoint?:
     maxItems: CREATION_BATCH_MAX,
     maxWaitMs: CREATION_BATCH_WAIT_MS,
     maxConcurrentFlushes: CREATION_FLUSHES,
-    async flush(tasks) {
-      try {
-        return (await write(tasks)).map(settle);
-      } catch (error) {
-        if (tasks.length === 1 || isDatabaseUnavailable(error)) throw error;
-        return Promise.all(
-          tasks.map((task) =>
-            write([task]).then(
-              ([created]) => settle(created!),
-              (alone: unknown): Settled<TaskRow> => ({ ok: false, error: alone }),
-            ),
-          ),
-        );
-      }
-    },
+    flush: (tasks) => writeEachAloneOnFailure(tasks, async (some) => (await write(some)).map(settle), isDatabaseUnavailable),
   });
   return { create: (task) => buffer.write(task) };
 }

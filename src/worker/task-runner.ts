@@ -4,10 +4,10 @@ import * as v from 'valibot';
 import type { Action, ActionOutcome } from '../actions/action.js';
 import { ActionError } from '../actions/action.js';
 import type { Config } from '../config.js';
-import { retryWhileUnavailable, type DatabaseWatch } from '../db/availability.js';
+import { isDatabaseUnavailable, retryWhileUnavailable, type DatabaseWatch } from '../db/availability.js';
 import type { Db } from '../db/client.js';
 import { injectFault } from '../lib/fault-injection.js';
-import { createWriteBuffer } from '../lib/write-buffer.js';
+import { createWriteBuffer, writeEachAloneOnFailure } from '../lib/write-buffer.js';
 import type { TaskRow } from '../db/schema.js';
 import type { Logger } from '../logger.js';
 import type { TaskJobData } from '../queue/task-queue.js';
@@ -73,23 +73,17 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
     maxItems: SUCCESS_BATCH_MAX,
     maxWaitMs: SUCCESS_BATCH_WAIT_MS,
     maxConcurrentFlushes: SUCCESS_FLUSHES,
-    async flush(batch) {
-      try {
-        await persist('recording successful attempts', () => execution.succeedMany(batch));
-        return batch.map(() => ({ ok: true, value: undefined }));
-      } catch (error) {
-        if (batch.length === 1) throw error;
-        // One task's failure to record must not fail its batch-mates: each is recorded alone.
-        return Promise.all(
-          batch.map((success) =>
-            persist('recording a successful attempt', () => execution.succeedMany([success])).then(
-              () => ({ ok: true as const, value: undefined }),
-              (alone: unknown) => ({ ok: false as const, error: alone }),
-            ),
-          ),
-        );
-      }
-    },
+    // One task's failure to record must not fail its batch-mates (persist has already waited
+    // out any outage that would fail them all).
+    flush: (batch) =>
+      writeEachAloneOnFailure(
+        batch,
+        async (some) => {
+          await persist('recording successful attempts', () => execution.succeedMany(some));
+          return some.map(() => ({ ok: true, value: undefined }));
+        },
+        isDatabaseUnavailable,
+      ),
   });
 
   // Audit entries written while actions run (e.g. before a Slack post) are written together too;
