@@ -76,6 +76,37 @@ describe('scheduling across tenants', () => {
     }
   });
 
+  test("a tenant arriving behind another's backlog is served in the very next fetch", async () => {
+    // One fetch loop taking 16 tasks at a time, under the default cap: turns alone decide.
+    const { app } = await setUp({ WORKER_CONCURRENCY: '1' });
+    const [busy, late] = [await registerAndLogin(app, 'busy'), await registerAndLogin(app, 'late')];
+    const [busyChannel, lateChannel] = [newChannel('busy'), newChannel('late')];
+    const backlog: string[] = [];
+    for (let index = 0; index < 40; index += 1) backlog.push((await createTask(app, busy.token, { payload: slackPayload(busyChannel) })).id);
+    const lateIds: string[] = [];
+    for (let index = 0; index < 5; index += 1) lateIds.push((await createTask(app, late.token, { payload: slackPayload(lateChannel) })).id);
+    await app.startWorker();
+    const order = (await runsOnceFinished(app, [...backlog, ...lateIds])).map((run) => run.id);
+    for (const id of lateIds) assert.ok(order.indexOf(id) < 16, `a late tenant's task ran ${order.indexOf(id) + 1}th of ${order.length}, not in the first fetch`);
+  });
+
+  test("a tenant's tasks scheduled for later do not push its immediate work behind other tenants", async () => {
+    // One fetch loop taking 16 tasks at a time, under the default cap: turns alone decide.
+    const { app } = await setUp({ WORKER_CONCURRENCY: '1' });
+    const [planner, other] = [await registerAndLogin(app, 'planner'), await registerAndLogin(app, 'other')];
+    const [plannerChannel, otherChannel] = [newChannel('planner'), newChannel('other')];
+    for (let index = 0; index < 30; index += 1) {
+      await createTask(app, planner.token, { payload: slackPayload(plannerChannel), delay_seconds: 3600 });
+    }
+    const others: string[] = [];
+    for (let index = 0; index < 40; index += 1) others.push((await createTask(app, other.token, { payload: slackPayload(otherChannel) })).id);
+    const immediate = (await createTask(app, planner.token, { payload: slackPayload(plannerChannel) })).id as string;
+    await app.startWorker();
+    const runs = await runsOnceFinished(app, [...others, immediate]);
+    const order = runs.map((run) => run.id);
+    assert.ok(order.indexOf(immediate) < 16, `the planner's immediate task ran in the first fetch, not ${order.indexOf(immediate) + 1}th of ${order.length}`);
+  });
+
   test('within a tenant a higher priority runs first', async () => {
     // One fetch loop, so fetches follow the queue's order; more tasks than one fetch takes (16).
     const { app } = await setUp({ WORKER_CONCURRENCY: '1' });

@@ -10,7 +10,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('queue_rank', 'bigint')
     .execute();
   // The tenant's last place in line (at a priority or above), and the head of the whole line.
-  await sql`create index tasks_queue_tail_idx on tasks (tenant_id, queue_rank) include (priority)
+  await sql`create index tasks_queue_tail_idx on tasks (tenant_id, queue_rank) include (priority, scheduled_for)
             where status = 'queued' and kind = 'task'`.execute(db);
   await sql`create index tasks_queue_head_idx on tasks (queue_rank) include (scheduled_for)
             where status = 'queued' and kind = 'task'`.execute(db);

@@ -43,7 +43,9 @@ export type Created = TaskRow | AoaSlotTakenError;
  * higher priority, or, when the tenant has none, the turn at the head of the whole queue. So
  * tenants take turns: a tenant's n-th queued task comes after every other tenant's n-th, whatever
  * the order they were sent in, and a tenant arriving behind another's backlog starts at once.
- * Within a tenant equal priorities keep their order, and a higher priority goes first: it takes
+ * Only tasks due now count: a tenant's tasks scheduled for later (or waiting for a retry) do not
+ * push its other work back, and run first once due. Within a tenant equal priorities keep their
+ * order, and a higher priority goes first: it takes
  * no later turn than the tenant's first queued task of a lower priority, and within a turn the
  * higher priority runs first. (Those tasks then share a turn, so a tenant's urgent tasks may run
  * several in a row; the cap on its running tasks still bounds what it takes from the others.)
@@ -83,14 +85,14 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
         coalesce(
           (select max(queued.queue_rank) + 1 from tasks queued
            where queued.tenant_id = input.tenant_id and queued.status = 'queued' and queued.kind = 'task'
-             and queued.priority >= input.priority),
+             and (queued.scheduled_for is null or queued.scheduled_for <= now()) and queued.priority >= input.priority),
           (select min(queued.queue_rank) from tasks queued
            where queued.status = 'queued' and queued.kind = 'task' and (queued.scheduled_for is null or queued.scheduled_for <= now())),
           0
         ) + row_number() over (partition by tenant_id, kind, priority order by ordinal) - 1,
         (select min(queued.queue_rank) from tasks queued
          where queued.tenant_id = input.tenant_id and queued.status = 'queued' and queued.kind = 'task'
-           and queued.priority < input.priority)
+           and (queued.scheduled_for is null or queued.scheduled_for <= now()) and queued.priority < input.priority)
       ) end as queue_rank
       from input
     ),
