@@ -36,6 +36,9 @@ const NESTED = ['body', 'on_success_next_task'];
 const CASES: Case[] = [
   // payload
   { name: 'missing payload', body: { max_retries: 1 }, loc: ['body', 'payload'] },
+  // unknown fields: a typo must not pass as if the field had been left out
+  { name: 'misspelt max_retry', body: { payload: SLACK, max_retry: 3 }, loc: ['body', 'max_retry'] },
+  { name: 'unknown field in a chained task', body: { payload: SLACK, on_success_next_task: { payload: SLACK, delay: 5 } }, loc: [...NESTED, 'delay'] },
   { name: 'payload a string', body: withPayload('post_to_slack #general hi'), loc: ['body', 'payload'] },
   { name: 'payload a number', body: withPayload(42), loc: ['body', 'payload'] },
   { name: 'payload null', body: withPayload(null), loc: ['body', 'payload'] },

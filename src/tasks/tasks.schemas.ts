@@ -70,7 +70,8 @@ export interface TaskBody {
 /** A task to create: the request body of POST /api/v1/tasks and, recursively, each chained task. */
 export const TaskBody: v.GenericSchema<unknown, TaskBody> = v.pipe(
   jsonObject('A task must be a JSON object'),
-  v.object(
+  // Strict: a misspelt field (max_retry) must not pass silently as if it had been left out.
+  v.strictObject(
     {
       payload: v.pipe(jsonObject('payload must be a JSON object'), PayloadSchema),
       callback_url: v.optional(v.nullable(CallbackUrl)),
@@ -81,6 +82,7 @@ export const TaskBody: v.GenericSchema<unknown, TaskBody> = v.pipe(
       delay_seconds: v.optional(DelaySeconds),
       run_at: v.optional(RunAt),
     },
+    (issue) => (issue.expected === 'never' ? `Unknown field ${issue.received}` : `Missing field ${issue.expected}`),
   ),
   v.forward(
     v.check((task) => task.delay_seconds === undefined || task.run_at === undefined, 'Give either delay_seconds or run_at, not both'),
