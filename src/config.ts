@@ -43,7 +43,7 @@ const EnvSchema = v.object({
   DATABASE_URL: v.pipe(v.optional(v.string(), ''), v.trim()),
   SECRET_KEY: v.optional(v.string(), ''),
   JWT_SECRET_KEY: v.optional(v.string(), ''),
-  JWT_EXPIRE_MINUTES: positiveInteger(30, 60 * 24 * 30),
+  JWT_EXPIRE_MINUTES: positiveInteger(30, 60 * 24),
   SLACK_WEBHOOK_URL: optionalUrl(),
   LEGACY_DCL_BASE_URL: optionalUrl(),
   ALLOWED_WEB_ORIGIN: v.pipe(
@@ -65,6 +65,7 @@ const EnvSchema = v.object({
   LEGACY_DCL_TIMEOUT_SECONDS: positiveInteger(10, 300),
   CALLBACK_TIMEOUT_SECONDS: positiveInteger(10, 300),
   CALLBACK_ALLOW_PRIVATE_NETWORKS: booleanFlag(false),
+  API_DOCS: booleanFlag(true),
   MAX_BODY_BYTES: positiveInteger(MIB, 100 * MIB),
   WORKER_CONCURRENCY: positiveInteger(8, 256),
   TENANT_MAX_ACTIVE_TASKS: positiveInteger(16, 10_000),
@@ -95,6 +96,8 @@ export interface Config {
   /** One deadline for a whole callback delivery. */
   readonly callbackTimeoutSeconds: number;
   readonly callbackAllowPrivateNetworks: boolean;
+  /** Whether /docs, /redoc and /openapi.json are served. */
+  readonly apiDocs: boolean;
   readonly maxBodyBytes: number;
   /** Parallel fetch loops per task queue (plain and AOA) in a worker process; each runs a batch of up to 16 tasks at once. */
   readonly workerConcurrency: number;
@@ -150,6 +153,7 @@ export function loadConfig(
     legacyDclTimeoutSeconds: env.LEGACY_DCL_TIMEOUT_SECONDS,
     callbackTimeoutSeconds: env.CALLBACK_TIMEOUT_SECONDS,
     callbackAllowPrivateNetworks: env.CALLBACK_ALLOW_PRIVATE_NETWORKS,
+    apiDocs: env.API_DOCS,
     maxBodyBytes: env.MAX_BODY_BYTES,
     workerConcurrency: env.WORKER_CONCURRENCY,
     tenantMaxActiveTasks: env.TENANT_MAX_ACTIVE_TASKS,
@@ -162,11 +166,9 @@ function resolveJwtSecret(env: Env, options: LoadConfigOptions): string {
   const variable = env.JWT_SECRET_KEY !== '' ? 'JWT_SECRET_KEY' : 'SECRET_KEY';
   const secret = env.JWT_SECRET_KEY !== '' ? env.JWT_SECRET_KEY : env.SECRET_KEY;
   if (secret.length >= MIN_SECRET_LENGTH) return secret;
-  if (env.NODE_ENV === 'development') {
-    // A short secret someone chose is theirs to use locally; only a missing one is made up.
-    if (secret !== '') return secret;
-    if (options.developmentSecret) return options.developmentSecret();
-  }
+  // Only a missing secret is made up, and only in development. A short one is refused in every
+  // mode: a forgotten NODE_ENV must not let `changeme` sign production tokens.
+  if (env.NODE_ENV === 'development' && secret === '' && options.developmentSecret) return options.developmentSecret();
   if (secret === '') {
     throw new ConfigError(
       `SECRET_KEY is not set: set SECRET_KEY (or JWT_SECRET_KEY) to a random string of at least ${MIN_SECRET_LENGTH} characters`,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { SignJWT } from 'jose';
+import { TOKEN_AUDIENCE, TOKEN_ISSUER } from '../src/auth/tokens.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { aoaTasks, assertConflict, getTask, startFakeDcl, waitForStatus, type FakeDcl } from './helpers/dcl.js';
 import { eventually } from './helpers/poll.js';
@@ -35,7 +36,7 @@ const AOA_CALLS = [
 
 describe('authentication', () => {
   test('every AOA endpoint is 401 without a valid token, and nothing reaches the DCL', async () => {
-    const claims = { user_id: alice.userId, tenant_id: alice.tenantId, sub: alice.email };
+    const claims = { user_id: alice.userId, tenant_id: alice.tenantId, sub: alice.email, iss: TOKEN_ISSUER, aud: TOKEN_AUDIENCE };
     const now = Math.floor(Date.now() / 1000);
     const sign = (secret: string, expiresAt: number) =>
       new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now - 3600).setExpirationTime(expiresAt).sign(new TextEncoder().encode(secret));

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { base64url, decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT, UnsecuredJWT } from 'jose';
+import { TOKEN_AUDIENCE, TOKEN_ISSUER } from '../src/auth/tokens.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
 
@@ -28,7 +29,7 @@ after(async () => {
 /** A token signed the way the service signs its own, with whatever claims and key the test picks. */
 function sign(claims: Record<string, unknown>, options: { key?: Uint8Array; alg?: string; iat?: number; exp?: number } = {}) {
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT(claims)
+  return new SignJWT({ iss: TOKEN_ISSUER, aud: TOKEN_AUDIENCE, ...claims })
     .setProtectedHeader({ alg: options.alg ?? 'HS256', typ: 'JWT' })
     .setIssuedAt(options.iat ?? now)
     .setExpirationTime(options.exp ?? now + 30 * 60)
@@ -172,12 +173,17 @@ describe('JWT attacks', () => {
     await assertRefused(await sign({ ...claims, tenant_id: 'not-a-uuid' }), 'tenant_id not a uuid');
     await assertRefused(await sign({ ...claims, user_id: "1' or '1'='1" }), 'user_id injection');
     await assertRefused(await sign({ ...claims, user_id: 42 }), 'numeric user_id');
+    // Signed with the service's own key, but issued by or for something else (or not saying).
+    await assertRefused(await sign({ ...claims, iss: 'someone-else' }), 'another issuer');
+    await assertRefused(await sign({ ...claims, aud: 'another-service' }), 'another audience');
+    await assertRefused(await sign({ ...claims, iss: undefined }), 'no issuer');
+    await assertRefused(await sign({ ...claims, aud: undefined }), 'no audience');
     // No exp at all: a token that never expires is not one the service issues.
     const noExp = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now).sign(key);
     await assertRefused(noExp, 'no exp');
     // A hand-rolled HS256 signature over a payload the service would accept proves the helper is honest.
     const header = base64url.encode(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-    const payload = base64url.encode(JSON.stringify({ ...claims, iat: now, exp: now + 600 }));
+    const payload = base64url.encode(JSON.stringify({ ...claims, iss: TOKEN_ISSUER, aud: TOKEN_AUDIENCE, iat: now, exp: now + 600 }));
     const mac = createHmac('sha256', Buffer.from(key)).update(`${header}.${payload}`).digest('base64url');
     const accepted = await app.get('/users/me', { token: `${header}.${payload}.${mac}` });
     assert.equal(accepted.status, 200);

@@ -53,9 +53,11 @@ describe('secrets', () => {
     assert.equal(loadConfig({ NODE_ENV: 'production', SECRET_KEY: STRONG, JWT_SECRET_KEY: '' }).jwtSecret, STRONG);
   });
 
-  test('development accepts a short secret that was set, and never replaces it', () => {
-    const config = loadConfig({ NODE_ENV: 'development', SECRET_KEY: 'short' }, { developmentSecret: () => assert.fail('not called') });
-    assert.equal(config.jwtSecret, 'short');
+  test('development refuses a short secret that was set too, and never replaces it', () => {
+    for (const variable of ['SECRET_KEY', 'JWT_SECRET_KEY']) {
+      const error = configError({ NODE_ENV: 'development', [variable]: 'changeme' }, { developmentSecret: () => assert.fail('not called') });
+      assert.match(error.message, new RegExp(`^${variable} is too weak`));
+    }
   });
 
   test('development uses the developmentSecret option when no secret is set', () => {
@@ -152,6 +154,7 @@ describe('values', () => {
   test('other invalid values are refused naming their variable', () => {
     const cases: [string, string][] = [
       ['JWT_EXPIRE_MINUTES', '0'],
+      ['JWT_EXPIRE_MINUTES', '1441'],
       ['JWT_EXPIRE_MINUTES', 'thirty'],
       ['RETRY_DELAYS_SECONDS', '10,,30'],
       ['RETRY_DELAYS_SECONDS', '10s'],

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import { sql } from 'kysely';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { createTask, newChannel, slackPayload, startFakeSlack, type FakeSlack } from './helpers/engine.js';
@@ -9,20 +9,14 @@ import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
 // Which task runs next: tenants take turns and each is capped (TENANT_MAX_ACTIVE_TASKS); within a
 // tenant, higher priorities first. Tasks are queued while no worker runs, then one starts.
 
-const started: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const stop of started.reverse()) await stop();
-});
-
-async function setUp(env: Record<string, string>): Promise<{ app: TestApp; slack: FakeSlack }> {
+/** An app (no worker yet) and a fake Slack for one test, closed when that test ends: each holds its own connection pools. */
+async function setUp(t: TestContext, env: Record<string, string>): Promise<{ app: TestApp; slack: FakeSlack }> {
   const slack = await startFakeSlack();
+  t.after(() => slack.close());
   // Every post takes a moment, so a tenant's running tasks overlap if the cap let them.
   slack.reply = () => ({ status: 200, body: 'ok', delayMs: 40 });
   const app = await startTestApp({ env: { SLACK_WEBHOOK_URL: slack.url, ...env } });
-  started.push(async () => {
-    await app.close();
-    await slack.close();
-  });
+  t.after(() => app.close());
   return { app, slack };
 }
 
@@ -48,10 +42,10 @@ async function runsOnceFinished(app: TestApp, ids: string[]): Promise<Run[]> {
 }
 
 describe('scheduling across tenants', () => {
-  test('three tenants with queued work take turns, each within its cap of running tasks', async () => {
+  test('three tenants with queued work take turns, each within its cap of running tasks', async (t) => {
     // One fetch loop: pg-boss counts a tenant's running jobs when it fetches, so two fetches at
     // the same instant could both see room under the cap (see README, "Performance").
-    const { app } = await setUp({ TENANT_MAX_ACTIVE_TASKS: '1', WORKER_CONCURRENCY: '1' });
+    const { app } = await setUp(t, { TENANT_MAX_ACTIVE_TASKS: '1', WORKER_CONCURRENCY: '1' });
     const tenants: RegisteredUser[] = [];
     for (const label of ['fair-a', 'fair-b', 'fair-c']) tenants.push(await registerAndLogin(app, label));
     const ids: string[] = [];
@@ -76,9 +70,9 @@ describe('scheduling across tenants', () => {
     }
   });
 
-  test("a tenant arriving behind another's backlog is served in the very next fetch", async () => {
+  test("a tenant arriving behind another's backlog is served in the very next fetch", async (t) => {
     // One fetch loop taking 16 tasks at a time, under the default cap: turns alone decide.
-    const { app } = await setUp({ WORKER_CONCURRENCY: '1' });
+    const { app } = await setUp(t, { WORKER_CONCURRENCY: '1' });
     const [busy, late] = [await registerAndLogin(app, 'busy'), await registerAndLogin(app, 'late')];
     const [busyChannel, lateChannel] = [newChannel('busy'), newChannel('late')];
     const backlog: string[] = [];
@@ -90,9 +84,9 @@ describe('scheduling across tenants', () => {
     for (const id of lateIds) assert.ok(order.indexOf(id) < 16, `a late tenant's task ran ${order.indexOf(id) + 1}th of ${order.length}, not in the first fetch`);
   });
 
-  test("a tenant's tasks scheduled for later do not push its immediate work behind other tenants", async () => {
+  test("a tenant's tasks scheduled for later do not push its immediate work behind other tenants", async (t) => {
     // One fetch loop taking 16 tasks at a time, under the default cap: turns alone decide.
-    const { app } = await setUp({ WORKER_CONCURRENCY: '1' });
+    const { app } = await setUp(t, { WORKER_CONCURRENCY: '1' });
     const [planner, other] = [await registerAndLogin(app, 'planner'), await registerAndLogin(app, 'other')];
     const [plannerChannel, otherChannel] = [newChannel('planner'), newChannel('other')];
     for (let index = 0; index < 30; index += 1) {
@@ -107,9 +101,9 @@ describe('scheduling across tenants', () => {
     assert.ok(order.indexOf(immediate) < 16, `the planner's immediate task ran in the first fetch, not ${order.indexOf(immediate) + 1}th of ${order.length}`);
   });
 
-  test('within a tenant a higher priority runs first', async () => {
+  test('within a tenant a higher priority runs first', async (t) => {
     // One fetch loop, so fetches follow the queue's order; more tasks than one fetch takes (16).
-    const { app } = await setUp({ WORKER_CONCURRENCY: '1' });
+    const { app } = await setUp(t, { WORKER_CONCURRENCY: '1' });
     const tenant = await registerAndLogin(app, 'priority');
     const channel = newChannel('priority');
     const create = async (priority?: number) =>

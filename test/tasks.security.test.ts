@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { SignJWT } from 'jose';
+import { TOKEN_AUDIENCE, TOKEN_ISSUER } from '../src/auth/tokens.js';
 import { startTestApp, type TestApp, type TestResponse } from './helpers/app.js';
 import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
 
@@ -172,6 +173,8 @@ describe('the tenant comes from the verified token only', () => {
     const forged = await new SignJWT({ user_id: alice.userId, tenant_id: bob.tenantId })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setSubject(alice.email)
+      .setIssuer(TOKEN_ISSUER)
+      .setAudience(TOKEN_AUDIENCE)
       .setIssuedAt(now)
       .setExpirationTime(now + 600)
       .sign(key);

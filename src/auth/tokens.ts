@@ -4,6 +4,9 @@ import type { AuthContext } from '../http/types.js';
 import { isUuid } from '../lib/uuid.js';
 
 const ALGORITHM = 'HS256';
+/** Who issues the tokens and what they are for: a token signed with the same secret for anything else is refused. */
+export const TOKEN_ISSUER = 'autonomos';
+export const TOKEN_AUDIENCE = 'autonomos-api';
 /**
  * Verified tokens remembered until they expire, so a client's every request does not pay for an
  * HMAC check on the crypto thread pool (jose's WebCrypto verify is asynchronous): the signature
@@ -25,6 +28,8 @@ export function createTokenIssuer(secret: string, expireMinutes: number): TokenI
       return new SignJWT({ user_id: user.userId, tenant_id: user.tenantId })
         .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
         .setSubject(user.email)
+        .setIssuer(TOKEN_ISSUER)
+        .setAudience(TOKEN_AUDIENCE)
         .setIssuedAt()
         .setExpirationTime(`${expireMinutes}m`)
         .sign(key);
@@ -36,7 +41,12 @@ export function createTokenIssuer(secret: string, expireMinutes: number): TokenI
         verified.delete(token);
       }
       try {
-        const { payload } = await jwtVerify(token, key, { algorithms: [ALGORITHM], requiredClaims: ['exp', 'sub'] });
+        const { payload } = await jwtVerify(token, key, {
+          algorithms: [ALGORITHM],
+          issuer: TOKEN_ISSUER,
+          audience: TOKEN_AUDIENCE,
+          requiredClaims: ['exp', 'sub', 'iss', 'aud'],
+        });
         const { user_id: userId, tenant_id: tenantId, sub } = payload;
         if (!isUuid(userId) || !isUuid(tenantId)) {
           throw notAuthenticated();

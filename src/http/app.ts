@@ -1,5 +1,7 @@
-import { Hono, type Context } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { every } from 'hono/combine';
+import { secureHeaders } from 'hono/secure-headers';
 import { HTTPException } from 'hono/http-exception';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
@@ -38,6 +40,23 @@ const API_INFO = {
   description: 'Multi-tenant task orchestration on PostgreSQL.',
 };
 
+/**
+ * On every response. Framing is refused outright (X-Frame-Options and CSP frame-ancestors), and
+ * nothing is cached: every answer is private to a tenant or about a credential. HSTS is sent
+ * always; browsers heed it only over https, i.e. behind a TLS-terminating proxy.
+ */
+const securityHeaders = (() => {
+  const headers = secureHeaders({
+    xFrameOptions: 'DENY',
+    contentSecurityPolicy: { frameAncestors: ["'none'"] },
+  });
+  const noStore: MiddlewareHandler = async (c, next) => {
+    await next();
+    if (!c.res.headers.has('Cache-Control')) c.res.headers.set('Cache-Control', 'no-store');
+  };
+  return every(headers, noStore);
+})();
+
 /** The one place an AppError becomes a response: its status, `{"detail": ...}` and headers. */
 function errorResponse(c: Context, error: AppError) {
   return c.json({ detail: error.detail, ...error.extra }, error.status, error.headers);
@@ -51,6 +70,7 @@ export function createApp(deps: AppDeps) {
 
   const app = new Hono<AppEnv>();
   app.use(requestContext(logger));
+  app.use(securityHeaders);
   app.use(corsForOrigins(config.allowedWebOrigins));
   app.use(
     methodNotAllowed({
@@ -73,10 +93,12 @@ export function createApp(deps: AppDeps) {
   app.route('/', taskRoutes(createTaskService({ db, queue, creator }), authenticated));
   app.route('/', aoaRoutes(createAoaService({ db, creator, config }), authenticated));
 
-  let openApiDocument: ReturnType<typeof buildOpenApiDocument> | undefined;
-  app.get('/openapi.json', (c) => c.json((openApiDocument ??= buildOpenApiDocument(app, API_INFO))));
-  app.get('/docs', (c) => c.html(swaggerUiHtml('/openapi.json')));
-  app.get('/redoc', (c) => c.html(redocHtml('/openapi.json')));
+  if (config.apiDocs) {
+    let openApiDocument: ReturnType<typeof buildOpenApiDocument> | undefined;
+    app.get('/openapi.json', (c) => c.json((openApiDocument ??= buildOpenApiDocument(app, API_INFO))));
+    app.get('/docs', (c) => c.html(swaggerUiHtml('/openapi.json')));
+    app.get('/redoc', (c) => c.html(redocHtml('/openapi.json')));
+  }
 
   app.notFound((c) => errorResponse(c, new AppError('not_found', 'Not Found')));
   app.onError((error, c) => {

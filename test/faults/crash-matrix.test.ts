@@ -103,7 +103,11 @@ describe('a worker killed at each point of a task', { concurrency: 2 }, () => {
       assert.equal(done.retry_count, lostAttempt ? 1 : 0, trail);
       if (lostAttempt) assert.ok(parentLogs.includes('Task failed with error: The worker running this attempt stopped before it finished'), trail);
       if (point === 'during-callback') {
-        assert.equal(parentCallbacks.length + childCallbacks.length, 3, 'the callback cut short was sent again');
+        // The kill lands after a receiver answered: that callback is sent again. The other one
+        // may have been in flight at the same moment (callbacks run in parallel) and is then
+        // sent again too; none is sent more than twice, and each outcome is recorded once (above).
+        assert.ok(parentCallbacks.length + childCallbacks.length >= 3, 'the callback cut short was sent again');
+        assert.ok(parentCallbacks.length <= 2 && childCallbacks.length <= 2, `sent ${parentCallbacks.length} and ${childCallbacks.length} times`);
       } else {
         assert.equal(parentCallbacks.length, 1);
         assert.equal(childCallbacks.length, 1);
