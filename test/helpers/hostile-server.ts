@@ -41,6 +41,7 @@ export interface HostileServer {
 }
 
 const HUGE_BYTES = 20 * 1024 * 1024;
+let hugeBody: Buffer | undefined;
 
 /**
  * A local server that misbehaves as `choose` says for each request: the outside world at its
@@ -86,9 +87,10 @@ export async function startHostileServer(choose: (request: IncomingMessage, body
         return;
       }
       case 'huge': {
-        const value = 'x'.repeat(HUGE_BYTES);
-        response.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(HUGE_BYTES + 2) });
-        write(`"${value}"`);
+        // Built once: making 20 MB per request would stall this process, which the app under test shares.
+        hugeBody ??= Buffer.concat([Buffer.from('"'), Buffer.alloc(HUGE_BYTES, 'x'), Buffer.from('"')]);
+        response.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(hugeBody.length) });
+        write(hugeBody);
         response.end();
         return;
       }
