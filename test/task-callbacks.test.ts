@@ -9,6 +9,7 @@ import {
   newChannel,
   slackPayload,
   startFakeSlack,
+  tenantTasks,
   waitForLog,
   type FakeSlack,
 } from './helpers/engine.js';
@@ -173,28 +174,49 @@ describe('callbacks with the default configuration (SSRF guard)', () => {
 
   for (const [label, host] of [
     ['127.0.0.1', () => new URL(receiver.url).host],
-    ['localhost', () => `localhost:${new URL(receiver.url).port}`],
     ['an IPv4-mapped IPv6 loopback', () => `[::ffff:127.0.0.1]:${new URL(receiver.url).port}`],
+    ['the cloud metadata address', () => '169.254.169.254'],
   ] as const) {
-    test(`a callback to ${label} is refused, logged, and never sent`, async () => {
+    test(`a callback to ${label} (an IP literal) is refused at creation with 422, and nothing is stored`, async () => {
       const user = await registerAndLogin(app, 'callback-ssrf');
-      const target = callbackTarget();
-      const url = `http://${host()}${target.path}`;
-      const task = await createTask(app, user.token, { payload: slackPayload(newChannel('ssrf')), callback_url: url });
-
-      const messages = await waitForLog(app, task.id, /refused/);
-      const attempt = messages.find((message) => message.startsWith('Attempting to send callback to'));
-      assert.ok(attempt, JSON.stringify(messages));
-      const refusal = messages.at(-1)!;
-      assert.match(refusal, /refused/);
-      assert.match(refusal, /not a public address/);
-      assert.ok(!refusal.includes('resolves to'), 'how the name resolved stays out of the tenant-visible audit trail');
-      assert.match(refusal, /CALLBACK_ALLOW_PRIVATE_NETWORKS/);
-      assert.ok(!messages.some((message) => message.startsWith('Successfully sent callback')));
-      assert.equal(target.received().length, 0, 'the receiver got nothing');
-      assert.equal((await getTask(app, user.token, task.id)).status, 'success', 'a refused callback does not change the task');
+      const channel = newChannel('ssrf-literal');
+      const url = `http://${host()}/hook`;
+      for (const [body, loc] of [
+        [{ payload: slackPayload(channel), callback_url: url }, ['body', 'callback_url']],
+        [
+          { payload: slackPayload(channel), on_success_next_task: { payload: slackPayload(channel), callback_url: url } },
+          ['body', 'on_success_next_task', 'callback_url'],
+        ],
+      ] as const) {
+        const response = await app.post('/api/v1/tasks', body, { token: user.token });
+        assert.equal(response.status, 422, JSON.stringify(response.body));
+        const issue = response.body.detail[0];
+        assert.deepEqual(issue.loc, loc);
+        assert.match(issue.msg, /public address/);
+        assert.match(issue.msg, /CALLBACK_ALLOW_PRIVATE_NETWORKS/);
+      }
+      assert.equal((await tenantTasks(app, user.tenantId)).length, 0, 'nothing was stored');
     });
   }
+
+  test('a callback to a name that resolves to loopback (localhost) is refused when sent, logged, and never sent', async () => {
+    const user = await registerAndLogin(app, 'callback-ssrf');
+    const target = callbackTarget();
+    const url = `http://localhost:${new URL(receiver.url).port}${target.path}`;
+    const task = await createTask(app, user.token, { payload: slackPayload(newChannel('ssrf')), callback_url: url });
+
+    const messages = await waitForLog(app, task.id, /refused/);
+    const attempt = messages.find((message) => message.startsWith('Attempting to send callback to'));
+    assert.ok(attempt, JSON.stringify(messages));
+    const refusal = messages.at(-1)!;
+    assert.match(refusal, /refused/);
+    assert.match(refusal, /not a public address/);
+    assert.ok(!refusal.includes('resolves to'), 'how the name resolved stays out of the tenant-visible audit trail');
+    assert.match(refusal, /CALLBACK_ALLOW_PRIVATE_NETWORKS/);
+    assert.ok(!messages.some((message) => message.startsWith('Successfully sent callback')));
+    assert.equal(target.received().length, 0, 'the receiver got nothing');
+    assert.equal((await getTask(app, user.token, task.id)).status, 'success', 'a refused callback does not change the task');
+  });
 });
 
 describe('isPublicAddress', () => {

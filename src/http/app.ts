@@ -90,7 +90,7 @@ export function createApp(deps: AppDeps) {
   app.route('/', authRoutes(createAuthService({ db, tokens }), authenticated));
   const queue = createTaskQueue(boss);
   const creator = createTaskCreator({ db, queue, faultPoint: config.faultInjectionPoint });
-  app.route('/', taskRoutes(createTaskService({ db, queue, creator }), authenticated));
+  app.route('/', taskRoutes(createTaskService({ db, queue, creator, allowPrivateCallbacks: config.callbackAllowPrivateNetworks }), authenticated));
   app.route('/', aoaRoutes(createAoaService({ db, creator, config }), authenticated));
 
   if (config.apiDocs) {

@@ -1,6 +1,7 @@
 import type { Db } from '../db/client.js';
-import { AppError } from '../errors.js';
+import { AppError, type ValidationIssue } from '../errors.js';
 import type { AuthContext } from '../http/types.js';
+import { assertPublicHost, NonPublicDestinationError } from '../lib/public-address.js';
 import { isUuid } from '../lib/uuid.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
@@ -25,11 +26,39 @@ export interface TaskService {
   logs(auth: AuthContext, id: string): Promise<TaskLogOut[]>;
 }
 
-export function createTaskService(deps: { db: Db; queue: TaskQueue; creator: TaskCreator }): TaskService {
+/**
+ * The callback URLs of a task and its chain whose host is an IP literal outside the public
+ * internet: refused now, with the request, rather than when the callback comes due. (Host names
+ * can only be judged when they are resolved, at send time.)
+ */
+function privateCallbackTargets(body: TaskBody): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  const path: string[] = ['body'];
+  for (let task: TaskBody | null | undefined = body; task; task = task.on_success_next_task) {
+    if (task.callback_url) {
+      try {
+        assertPublicHost(task.callback_url);
+      } catch (error) {
+        if (!(error instanceof NonPublicDestinationError)) throw error;
+        issues.push({
+          loc: [...path, 'callback_url'],
+          msg: `callback_url must reach a public address: ${error.message} (set CALLBACK_ALLOW_PRIVATE_NETWORKS=true to allow private targets)`,
+          type: 'public_address',
+        });
+      }
+    }
+    path.push('on_success_next_task');
+  }
+  return issues;
+}
+
+export function createTaskService(deps: { db: Db; queue: TaskQueue; creator: TaskCreator; allowPrivateCallbacks: boolean }): TaskService {
   const { db, queue, creator } = deps;
 
   return {
     async create(auth, body) {
+      const refused = deps.allowPrivateCallbacks ? [] : privateCallbackTargets(body);
+      if (refused.length > 0) throw new AppError('validation', refused);
       return toTaskOut(await creator.create({ tenantId: auth.tenantId, body, kind: 'task', createdBy: auth.userId }));
     },
 
