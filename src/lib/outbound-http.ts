@@ -54,7 +54,7 @@ function rootMessage(error: unknown): string {
 async function readCapped(body: ReadableStream<Uint8Array> | null | undefined, maxBytes: number) {
   if (!body) return { text: '', truncated: false };
   if (maxBytes === 0) {
-    await body.cancel().catch(() => {});
+    body.cancel().catch(() => {});
     return { text: '', truncated: false };
   }
   const reader = body.getReader();
@@ -66,7 +66,9 @@ async function readCapped(body: ReadableStream<Uint8Array> | null | undefined, m
     chunks.push(value);
     length += value.byteLength;
     if (length > maxBytes) {
-      await reader.cancel().catch(() => {});
+      // Not awaited: tearing down a body the server keeps pushing can take a while, and nothing
+      // here depends on it; waiting could run the call past its deadline.
+      reader.cancel().catch(() => {});
       return { text: Buffer.concat(chunks).subarray(0, maxBytes).toString('utf8'), truncated: true };
     }
   }
@@ -96,7 +98,7 @@ export async function sendOutbound(request: OutboundRequest): Promise<OutboundRe
     // The deadline still governs the body: aborting the signal errors the stream mid-read.
     const announced = Number(response.headers.get('content-length') ?? Number.NaN);
     if (request.refuseOversizedBody && announced > request.maxBodyBytes) {
-      await response._data?.cancel().catch(() => {});
+      response._data?.cancel().catch(() => {});
       return { status: response.status, text: '', truncated: true };
     }
     const { text, truncated } = await readCapped(response._data, request.maxBodyBytes);

@@ -49,6 +49,9 @@ let hugeBody: Buffer | undefined;
  */
 export async function startHostileServer(choose: (request: IncomingMessage, body: any) => Hostility, redirectTo = 'http://169.254.169.254/latest/meta-data/'): Promise<HostileServer> {
   const exchanges: HostileExchange[] = [];
+  // Built before any request: making 20 MB while a request is timed would stall this process,
+  // which the app under test shares, and eat into the deadline being tested.
+  hugeBody ??= Buffer.concat([Buffer.from('"'), Buffer.alloc(HUGE_BYTES, 'x'), Buffer.from('"')]);
   const timers = new Set<NodeJS.Timeout>();
   const server: Server = createServer(async (request: IncomingMessage, response: ServerResponse) => {
     const body = await readRequestBody(request);
@@ -87,10 +90,8 @@ export async function startHostileServer(choose: (request: IncomingMessage, body
         return;
       }
       case 'huge': {
-        // Built once: making 20 MB per request would stall this process, which the app under test shares.
-        hugeBody ??= Buffer.concat([Buffer.from('"'), Buffer.alloc(HUGE_BYTES, 'x'), Buffer.from('"')]);
-        response.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(hugeBody.length) });
-        write(hugeBody);
+        response.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': String(hugeBody!.length) });
+        write(hugeBody!);
         response.end();
         return;
       }
