@@ -202,6 +202,23 @@ describe('issue 2 additions', () => {
     assert.equal(short.status, 422);
   });
 
+  test('a tenant name with invisible or control characters is 422, whoever holds the visible name', async () => {
+    const suffix = uniqueSuffix();
+    for (const [label, name] of [
+      ['zero-width space', `Acme\u200b ${suffix}`],
+      ['right-to-left override', `Acme \u202e${suffix}`],
+      ['byte order mark', `\ufeffAcme ${suffix}`],
+      ['escape (a control character)', `Acme\u001b[31m ${suffix}`],
+    ]) {
+      const email = `invisible-${uniqueSuffix()}@example.com`;
+      const response = await app.post('/api/v1/auth/register', { name, email, password: PASSWORD });
+      assert.equal(response.status, 422, `${label}: ${JSON.stringify(response.body)}`);
+      assert.deepEqual(response.body.detail[0].loc, ['body', 'name']);
+      assert.match(response.body.detail[0].msg, /control or invisible/);
+      assert.equal(await countUsers(email), 0);
+    }
+  });
+
   test('a tenant name already registered is 409 and no user is created', async () => {
     const suffix = uniqueSuffix();
     const tenantName = `Acme Corp ${suffix}`;
@@ -213,6 +230,9 @@ describe('issue 2 additions', () => {
       ['/api/v1/auth/register', { name: tenantName, email: `intruder2-${suffix}@example.com`, password: PASSWORD }],
       ['/users/register', { tenant_name: `ACME corp ${suffix}`, email: `intruder3-${suffix}@example.com`, password: PASSWORD }],
       ['/api/v1/auth/register', { name: `  acme CORP ${suffix}  `, email: `intruder4-${suffix}@example.com`, password: PASSWORD }],
+      // Full-width letters and an ideographic space (NFKC), and doubled inner whitespace.
+      ['/api/v1/auth/register', { name: `Ａｃｍｅ\u3000Ｃｏｒｐ ${suffix}`, email: `intruder5-${suffix}@example.com`, password: PASSWORD }],
+      ['/users/register', { tenant_name: `Acme \t  Corp ${suffix}`, email: `intruder6-${suffix}@example.com`, password: PASSWORD }],
     ];
     for (const [path, body] of attempts) {
       const response = await app.post(path, body);

@@ -15,9 +15,22 @@ export const PasswordSchema = v.pipe(
   v.maxLength(128, 'Password must be at most 128 characters'),
 );
 
+/**
+ * Format characters (Cf: zero-width spaces, bidi overrides, byte order marks) and control
+ * characters (Cc) other than whitespace, which is collapsed instead.
+ */
+const INVISIBLE_OR_CONTROL = /\p{Cf}|(?![\t\n\v\f\r])\p{Cc}/u;
+
+/**
+ * Normalised before the case-insensitive uniqueness check, so that `Acme`, `acme `, `Ａｃｍｅ`
+ * (full width) and `Acme \t Corp` / `Acme Corp` are one name; characters that would hide in it
+ * (zero-width, bidi overrides, other controls) are refused rather than stripped, so what is
+ * stored is what was seen.
+ */
 const TenantNameSchema = v.pipe(
   v.string('Tenant name must be a string'),
-  v.trim(),
+  v.check((name) => !INVISIBLE_OR_CONTROL.test(name), 'Tenant name must not contain control or invisible formatting characters'),
+  v.transform((name) => name.normalize('NFKC').trim().replace(/\s+/gu, ' ')),
   v.nonEmpty('Tenant name is required'),
   v.maxLength(255, 'Tenant name must be at most 255 characters'),
 );
