@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { INVISIBLE_OR_CONTROL } from '../lib/text.js';
 import { OutboundTimeoutError, sendOutbound } from '../lib/outbound-http.js';
 import { ActionError, type Action } from './action.js';
 
@@ -7,7 +8,14 @@ const SLACK_ANSWER_BYTES = 4096;
 
 const PostToSlackPayload = v.looseObject({
   action: v.literal('post_to_slack'),
-  channel: v.pipe(v.string('channel must be a string'), v.trim(), v.nonEmpty('channel is required'), v.maxLength(255)),
+  // The channel is written into the audit trail: nothing in it may hide or forge text there.
+  channel: v.pipe(
+    v.string('channel must be a string'),
+    v.trim(),
+    v.nonEmpty('channel is required'),
+    v.maxLength(255),
+    v.check((channel) => !/\s/u.test(channel) && !INVISIBLE_OR_CONTROL.test(channel), 'channel must not contain whitespace, control or invisible characters'),
+  ),
   message: v.pipe(v.string('message must be a string'), v.nonEmpty('message is required'), v.maxLength(40_000)),
 });
 

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { INVISIBLE_OR_CONTROL } from '../lib/text.js';
 
 export const EmailSchema = v.pipe(
   v.string('Email must be a string'),
@@ -14,12 +15,6 @@ export const PasswordSchema = v.pipe(
   v.minLength(8, 'Password must be at least 8 characters'),
   v.maxLength(128, 'Password must be at most 128 characters'),
 );
-
-/**
- * Format characters (Cf: zero-width spaces, bidi overrides, byte order marks) and control
- * characters (Cc) other than whitespace, which is collapsed instead.
- */
-const INVISIBLE_OR_CONTROL = /\p{Cf}|(?![\t\n\v\f\r])\p{Cc}/u;
 
 /**
  * Normalised before the case-insensitive uniqueness check, so that `Acme`, `acme `, `Ａｃｍｅ`

@@ -1,20 +1,23 @@
+import { escapeUnprintable } from '../lib/text.js';
+
 /**
  * Every audit message a task can get, in one place. The reference's wording is kept exactly
  * where it gives one; auditors query these with plain SQL.
  */
 export const audit = {
+  // Text from outside (errors, URLs) goes through escapeUnprintable: one entry, one line, as seen.
   created: (userId: string | null, tenantId: string) => `Task created by user ${userId ?? 'system'} in tenant ${tenantId}`,
   createdByChain: (parentId: string) => `Task created by the success of task ${parentId}`,
   scheduled: (runAt: Date) => `Task scheduled to run at ${runAt.toISOString()}`,
   started: 'Task execution started',
-  failed: (error: string) => `Task failed with error: ${error}`,
+  failed: (error: string) => `Task failed with error: ${escapeUnprintable(error)}`,
   retryScheduled: (retry: number, maxRetries: number) => `Scheduling retry ${retry}/${maxRetries}`,
   permanentlyFailed: 'Task permanently failed after all retries',
   canceled: 'Task canceled by user request',
   chaining: 'Task succeeded, creating chained task',
   chained: (taskId: string) => `Created and enqueued chained task ${taskId}`,
-  callbackAttempt: (url: string) => `Attempting to send callback to ${url}`,
+  callbackAttempt: (url: string) => `Attempting to send callback to ${escapeUnprintable(url)}`,
   callbackSent: (status: number) => `Successfully sent callback with status ${status}`,
-  callbackFailed: (error: string) => `Callback failed with error: ${error}`,
-  callbackRefused: (url: string, reason: string) => `Callback to ${url} refused: ${reason}`,
+  callbackFailed: (error: string) => `Callback failed with error: ${escapeUnprintable(error)}`,
+  callbackRefused: (url: string, reason: string) => `Callback to ${escapeUnprintable(url)} refused: ${escapeUnprintable(reason)}`,
 } as const;

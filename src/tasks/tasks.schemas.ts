@@ -13,6 +13,9 @@ const CallbackUrl = v.pipe(
   v.maxLength(2048, 'callback_url must be at most 2048 characters'),
   v.url('callback_url must be an absolute URL'),
   v.check((value) => /^https?:$/.test(new URL(value).protocol), 'callback_url must use http or https'),
+  // Stored as the URL parser reads it (lower-case host, percent-encoded path), so what the audit
+  // trail and the task JSON show is where the callback really goes.
+  v.transform((value) => new URL(value).href),
 );
 
 const MaxRetries = v.pipe(
