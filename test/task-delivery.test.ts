@@ -146,14 +146,14 @@ describe('duplicate delivery', () => {
     const job = await fetchJob(fixture.first.id);
     const { execution } = runner();
     const delivery: Delivery = { taskId: fixture.first.id, tenantId: fixture.user.tenantId, attempt: { id: job.id, retryCount: job.retryCount } };
-    const begun = await execution.begin(delivery);
-    assert.equal(begun.run, true);
+    const [begun] = await execution.beginMany([delivery]);
+    assert.equal(begun!.run, true);
     // No action runs here: both completions get the outcome a successful Slack post would give.
     const outcome = {
       result: { message: 'Successfully posted to Slack', channel: fixture.one, slack_response_status: 200 },
       audit: ['Successfully posted to Slack with status 200'],
     };
-    await Promise.all([execution.succeed(delivery, outcome), execution.succeed(delivery, outcome)]);
+    await Promise.all([execution.succeedMany([{ delivery, outcome }]), execution.succeedMany([{ delivery, outcome }])]);
 
     const parent = await getTask(app, fixture.user.token, fixture.first.id);
     assert.equal(parent.status, 'success');
@@ -193,10 +193,10 @@ describe('a claim retried after its reply was lost', () => {
     const job = await fetchJob(task.id);
     const { execution } = runner();
     const delivery: Delivery = { taskId: task.id, tenantId: user.tenantId, attempt: { id: job.id, retryCount: job.retryCount } };
-    assert.equal((await execution.begin(delivery)).run, true);
+    assert.equal((await execution.beginMany([delivery]))[0]!.run, true);
     // The first claim committed; the retry sees it as its own, and claims nothing more.
-    const again = await execution.begin(delivery, { retrying: true });
-    assert.equal(again.run, true);
+    const [again] = await execution.beginMany([delivery], { retrying: true });
+    assert.equal(again!.run, true);
     assert.equal(count(await logMessages(app, task.id), (message) => message === 'Task execution started'), 1);
   });
 
@@ -206,13 +206,13 @@ describe('a claim retried after its reply was lost', () => {
     const job = await fetchJob(task.id);
     const { execution } = runner();
     const lost: Delivery = { taskId: task.id, tenantId: user.tenantId, attempt: { id: job.id, retryCount: job.retryCount } };
-    assert.equal((await execution.begin(lost)).run, true);
+    assert.equal((await execution.beginMany([lost]))[0]!.run, true);
     // The next delivery finds the attempt lost and schedules a retry; its begin() is then tried
     // again, as after a commit whose reply the connection lost.
     const next: Delivery = { ...lost, attempt: { id: job.id, retryCount: job.retryCount + 1 } };
-    assert.deepEqual(await execution.begin(next), { run: false, reason: 'lost attempt recorded' });
-    const again = await execution.begin(next, { retrying: true });
-    assert.equal(again.run, false, 'the retry waits for its own delivery');
+    assert.deepEqual(await execution.beginMany([next]), [{ run: false, reason: 'lost attempt recorded' }]);
+    const [again] = await execution.beginMany([next], { retrying: true });
+    assert.equal(again!.run, false, 'the retry waits for its own delivery');
     const waiting = await getTask(app, user.token, task.id);
     assert.equal(waiting.status, 'queued');
     assert.equal(waiting.retry_count, 1);

@@ -8,7 +8,8 @@ export const audit = {
   // Text from outside (errors, URLs) goes through escapeUnprintable: one entry, one line, as seen.
   created: (userId: string | null, tenantId: string) => `Task created by user ${userId ?? 'system'} in tenant ${tenantId}`,
   createdByChain: (parentId: string) => `Task created by the success of task ${parentId}`,
-  scheduled: (runAt: Date) => `Task scheduled to run at ${runAt.toISOString()}`,
+  /** Followed by the ISO 8601 time, which createTasks appends in SQL: the database computes it. */
+  scheduledPrefix: 'Task scheduled to run at ',
   started: 'Task execution started',
   failed: (error: string) => `Task failed with error: ${escapeUnprintable(error)}`,
   retryScheduled: (retry: number, maxRetries: number) => `Scheduling retry ${retry}/${maxRetries}`,

@@ -112,7 +112,7 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
       join input using (id)
       cross join lateral unnest(
         input.messages || case when inserted.scheduled_for is null then '{}'::text[] else array[
-          'Task scheduled to run at ' || to_char(inserted.scheduled_for at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+          ${audit.scheduledPrefix}::text || to_char(inserted.scheduled_for at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
         ] end
       ) with ordinality as entry(message, position)
       order by input.ordinal, entry.position

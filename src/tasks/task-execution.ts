@@ -157,13 +157,7 @@ export function createTaskExecution(deps: {
 
   return {
     beginMany,
-    async begin(delivery: Delivery, options: { retrying?: boolean } = {}): Promise<Begin> {
-      return (await beginMany([delivery], options))[0]!;
-    },
     succeedMany,
-    async succeed(delivery: Delivery, outcome: ActionOutcome): Promise<void> {
-      await succeedMany([{ delivery, outcome }]);
-    },
 
     /**
      * Fails a task the queue has given up on, so that no task waits for ever. Checked again under
