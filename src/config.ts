@@ -27,6 +27,17 @@ function positiveInteger(defaultValue: number, max = Number.MAX_SAFE_INTEGER) {
   );
 }
 
+/** A limit where 0 turns it off. */
+function limit(defaultValue: number, max = Number.MAX_SAFE_INTEGER) {
+  return v.pipe(
+    v.optional(v.string(), String(defaultValue)),
+    v.trim(),
+    v.regex(/^\d+$/, 'must be a whole number (0 turns the limit off)'),
+    v.transform(Number),
+    v.maxValue(max, `must be at most ${max}`),
+  );
+}
+
 function optionalUrl() {
   return v.pipe(
     v.optional(v.string(), ''),
@@ -69,6 +80,18 @@ const EnvSchema = v.object({
   MAX_BODY_BYTES: positiveInteger(MIB, 100 * MIB),
   WORKER_CONCURRENCY: positiveInteger(8, 256),
   TENANT_MAX_ACTIVE_TASKS: positiveInteger(16, 10_000),
+  LOGIN_FAILURE_LIMIT: limit(10, 1_000_000),
+  REGISTRATION_LIMIT_PER_HOUR: limit(20, 1_000_000),
+  TENANT_RATE_LIMIT_PER_SECOND: limit(100, 1_000_000),
+  TENANT_MAX_QUEUED_TASKS: limit(100_000, 1_000_000_000),
+  MAX_TASK_PAYLOAD_BYTES: limit(64 * 1024, 100 * MIB),
+  TRUST_PROXY: v.pipe(
+    v.optional(v.string(), 'false'),
+    v.trim(),
+    v.toLowerCase(),
+    v.regex(/^(true|false|\d{1,2})$/, 'must be false, true (one proxy) or the number of proxies in front of the service'),
+    v.transform((value) => (value === 'true' ? 1 : value === 'false' ? 0 : Number(value))),
+  ),
   LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error']), 'info'),
   FAULT_INJECTION_POINT: v.optional(v.picklist(['', ...FAULT_POINTS], `must be one of ${FAULT_POINTS.join(', ')}`), ''),
 });
@@ -103,6 +126,21 @@ export interface Config {
   readonly workerConcurrency: number;
   /** How many of one tenant's plain tasks may run at once, across all workers. */
   readonly tenantMaxActiveTasks: number;
+  /** Sign-in attempts that may fail per account and per client address in 15 minutes; 0: no limit. */
+  readonly loginFailureLimit: number;
+  /** Registrations per client address per hour; 0: no limit. */
+  readonly registrationLimitPerHour: number;
+  /** Task and AOA creations per tenant per second (bursts of twice that); 0: no limit. */
+  readonly tenantRateLimitPerSecond: number;
+  /** A tenant's tasks not yet finished (queued, scheduled or running); 0: no limit. */
+  readonly tenantMaxQueuedTasks: number;
+  /** Largest task creation body; 0: only MAX_BODY_BYTES applies. */
+  readonly maxTaskPayloadBytes: number;
+  /**
+   * How many reverse proxies stand in front of the service: the client address is read that many
+   * entries from the right of X-Forwarded-For. 0 (the default) ignores the header, which anyone can send.
+   */
+  readonly trustedProxies: number;
   readonly logLevel: Env['LOG_LEVEL'];
   /** Tests only: the point at which a worker kills itself (SIGKILL) to prove crash recovery. */
   readonly faultInjectionPoint: FaultPoint | undefined;
@@ -157,6 +195,12 @@ export function loadConfig(
     maxBodyBytes: env.MAX_BODY_BYTES,
     workerConcurrency: env.WORKER_CONCURRENCY,
     tenantMaxActiveTasks: env.TENANT_MAX_ACTIVE_TASKS,
+    loginFailureLimit: env.LOGIN_FAILURE_LIMIT,
+    registrationLimitPerHour: env.REGISTRATION_LIMIT_PER_HOUR,
+    tenantRateLimitPerSecond: env.TENANT_RATE_LIMIT_PER_SECOND,
+    tenantMaxQueuedTasks: env.TENANT_MAX_QUEUED_TASKS,
+    maxTaskPayloadBytes: env.MAX_TASK_PAYLOAD_BYTES,
+    trustedProxies: env.TRUST_PROXY,
     logLevel: env.LOG_LEVEL,
     faultInjectionPoint: env.FAULT_INJECTION_POINT === '' ? undefined : env.FAULT_INJECTION_POINT,
   });

@@ -9,6 +9,7 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   validation: 422,
+  too_many_requests: 429,
   bad_gateway: 502,
   unavailable: 503,
   gateway_timeout: 504,

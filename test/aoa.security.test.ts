@@ -36,7 +36,7 @@ const AOA_CALLS = [
 
 describe('authentication', () => {
   test('every AOA endpoint is 401 without a valid token, and nothing reaches the DCL', async () => {
-    const claims = { user_id: alice.userId, tenant_id: alice.tenantId, sub: alice.email, iss: TOKEN_ISSUER, aud: TOKEN_AUDIENCE };
+    const claims = { user_id: alice.userId, tenant_id: alice.tenantId, ver: 0, sub: alice.email, iss: TOKEN_ISSUER, aud: TOKEN_AUDIENCE };
     const now = Math.floor(Date.now() / 1000);
     const sign = (secret: string, expiresAt: number) =>
       new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now - 3600).setExpirationTime(expiresAt).sign(new TextEncoder().encode(secret));

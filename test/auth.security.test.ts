@@ -37,7 +37,7 @@ function sign(claims: Record<string, unknown>, options: { key?: Uint8Array; alg?
 }
 
 function claimsOf(user: RegisteredUser) {
-  return { sub: user.email, user_id: user.userId, tenant_id: user.tenantId };
+  return { sub: user.email, user_id: user.userId, tenant_id: user.tenantId, ver: 0 };
 }
 
 async function assertRefused(token: string, label: string) {
@@ -173,6 +173,11 @@ describe('JWT attacks', () => {
     await assertRefused(await sign({ ...claims, tenant_id: 'not-a-uuid' }), 'tenant_id not a uuid');
     await assertRefused(await sign({ ...claims, user_id: "1' or '1'='1" }), 'user_id injection');
     await assertRefused(await sign({ ...claims, user_id: 42 }), 'numeric user_id');
+    await assertRefused(await sign({ ...claims, ver: undefined }), 'no token version');
+    await assertRefused(await sign({ ...claims, ver: '0' }), 'token version not a number');
+    await assertRefused(await sign({ ...claims, ver: 1 }), 'a token version the user has not reached');
+    // A user id of another tenant, with this tenant's id: the user exists, but not there.
+    await assertRefused(await sign({ ...claims, user_id: bob.userId }), "another tenant's user");
     // Signed with the service's own key, but issued by or for something else (or not saying).
     await assertRefused(await sign({ ...claims, iss: 'someone-else' }), 'another issuer');
     await assertRefused(await sign({ ...claims, aud: 'another-service' }), 'another audience');

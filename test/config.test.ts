@@ -95,6 +95,12 @@ describe('values', () => {
     assert.equal(config.slackWebhookUrl, undefined);
     assert.equal(config.legacyDclBaseUrl, undefined);
     assert.equal(config.databaseUrl, '');
+    assert.equal(config.loginFailureLimit, 10);
+    assert.equal(config.registrationLimitPerHour, 20);
+    assert.equal(config.tenantRateLimitPerSecond, 100);
+    assert.equal(config.tenantMaxQueuedTasks, 100_000);
+    assert.equal(config.maxTaskPayloadBytes, 65_536);
+    assert.equal(config.trustedProxies, 0);
     assert.ok(Object.isFrozen(config));
   });
 
@@ -115,6 +121,12 @@ describe('values', () => {
       LEGACY_DCL_TIMEOUT_SECONDS: '9',
       CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true',
       MAX_BODY_BYTES: '2048',
+      LOGIN_FAILURE_LIMIT: '5',
+      REGISTRATION_LIMIT_PER_HOUR: '0',
+      TENANT_RATE_LIMIT_PER_SECOND: '50',
+      TENANT_MAX_QUEUED_TASKS: '1000',
+      MAX_TASK_PAYLOAD_BYTES: '1024',
+      TRUST_PROXY: '2',
     });
     assert.equal(config.host, '127.0.0.1');
     assert.equal(config.port, 8080);
@@ -129,6 +141,24 @@ describe('values', () => {
     assert.equal(config.legacyDclTimeoutSeconds, 9);
     assert.equal(config.callbackAllowPrivateNetworks, true);
     assert.equal(config.maxBodyBytes, 2048);
+    assert.equal(config.loginFailureLimit, 5);
+    assert.equal(config.registrationLimitPerHour, 0);
+    assert.equal(config.tenantRateLimitPerSecond, 50);
+    assert.equal(config.tenantMaxQueuedTasks, 1000);
+    assert.equal(config.maxTaskPayloadBytes, 1024);
+    assert.equal(config.trustedProxies, 2);
+  });
+
+  test('TRUST_PROXY is false, true (one proxy) or a count', () => {
+    for (const [value, expected] of [
+      ['false', 0],
+      ['true', 1],
+      ['TRUE', 1],
+      ['0', 0],
+      ['3', 3],
+    ] as const) {
+      assert.equal(loadConfig({ NODE_ENV: 'production', SECRET_KEY: STRONG, TRUST_PROXY: value }).trustedProxies, expected, value);
+    }
   });
 
   test('ALLOWED_WEB_ORIGIN is a comma-separated list', () => {
@@ -165,6 +195,13 @@ describe('values', () => {
       ['FAULT_INJECTION_POINT', 'everywhere'],
       ['CALLBACK_ALLOW_PRIVATE_NETWORKS', 'maybe'],
       ['MAX_BODY_BYTES', '1mb'],
+      ['LOGIN_FAILURE_LIMIT', '-1'],
+      ['REGISTRATION_LIMIT_PER_HOUR', 'many'],
+      ['TENANT_RATE_LIMIT_PER_SECOND', '1.5'],
+      ['TENANT_MAX_QUEUED_TASKS', ''],
+      ['MAX_TASK_PAYLOAD_BYTES', '64k'],
+      ['TRUST_PROXY', 'yes please'],
+      ['TRUST_PROXY', '10.0.0.1'],
       ['SLACK_WEBHOOK_URL', 'not a url'],
       ['NODE_ENV', 'staging'],
     ];

@@ -171,6 +171,14 @@ describe('errors are JSON', () => {
     assert.ok([404, 413].includes(unknown.status));
   });
 
+  test('a refused upload over MAX_BODY_BYTES is answered with Connection: close', async () => {
+    // Its body is never read, and the server drops the connection half a second later: announced
+    // as kept alive, a client's next request on it would be lost mid-flight.
+    const refused = await rawPost('/api/v1/auth/login', loginBodyOfSize(1024 * 1024), 'application/json');
+    assertCleanError(await asTestResponse(refused), 413, '1 MiB');
+    assert.equal(refused.headers.get('connection'), 'close');
+  });
+
   test('a chunked body without Content-Length is limited while it is read', async () => {
     const big = await rawPost('/api/v1/auth/login', chunked(4 * MAX_BODY_BYTES), 'application/json');
     assert.equal(big.headers.get('content-type'), 'application/json');
@@ -341,7 +349,7 @@ describe('API documentation', () => {
     // The app itself, built in-process, says which routes exist.
     const db = createDb('postgres://postgres@127.0.0.1:1/unused', { max: 1 });
     try {
-      const inProcess = createApp({ db, boss: app.boss, config: app.config, logger: silentLogger });
+      const inProcess = createApp({ db, boss: app.boss, config: app.config, logger: silentLogger, notifications: app.notifications });
       const registered = new Set(
         inProcess.routes
           .filter((route) => route.method !== 'ALL' && !['/openapi.json', '/docs', '/redoc'].includes(route.path))
@@ -457,6 +465,7 @@ describe('health', () => {
         boss: createBoss('postgres://postgres@127.0.0.1:1/nope', silentLogger, { supervise: false }),
         config: testConfig('postgres://postgres@127.0.0.1:1/nope'),
         logger: createLogger({ write: (line) => void logLines.push(line) }),
+        notifications: app.notifications,
       });
     });
 
@@ -502,6 +511,7 @@ describe('health', () => {
         boss: createBoss(url, silentLogger, { supervise: false }),
         config: testConfig(url),
         logger: createLogger({ write: (line) => void logLines.push(line) }),
+        notifications: app.notifications,
       });
     });
 

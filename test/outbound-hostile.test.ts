@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { appWithEnv } from './helpers/dcl.js';
 import { createTask, taskLogs, waitForLog, waitForStatus } from './helpers/engine.js';
-import { startFakeServer, type FakeServer } from './helpers/fake-server.js';
+import { startFakeServer, underLocalhostName, type FakeServer } from './helpers/fake-server.js';
 import { startHostileServer, type Hostility, type HostileServer } from './helpers/hostile-server.js';
 import { eventually } from './helpers/poll.js';
 import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
@@ -26,6 +26,12 @@ let redirectTarget: FakeServer;
 let app: TestApp;
 let user: RegisteredUser;
 
+/**
+ * Slack on the hostile server, named localhost: a callback may never go to the host Slack is
+ * configured on, and the callback receivers are on 127.0.0.1.
+ */
+const slackUrl = () => `${underLocalhostName(hostile.url)}/slack`;
+
 /** Slack's behaviour is named by the channel, a callback receiver's and the DCL's by the path. */
 function hostilityOf(path: string, body: any): Hostility {
   if (path.startsWith('/slack')) return (body?.channel as string).slice(1) as Hostility;
@@ -37,7 +43,7 @@ before(async () => {
   hostile = await startHostileServer((request, body) => hostilityOf(request.url ?? '', body), `${redirectTarget.url}/metadata`);
   app = await startTestApp({
     env: {
-      SLACK_WEBHOOK_URL: `${hostile.url}/slack`,
+      SLACK_WEBHOOK_URL: slackUrl(),
       SLACK_TIMEOUT_SECONDS: String(SLACK_TIMEOUT_SECONDS),
       CALLBACK_TIMEOUT_SECONDS: String(CALLBACK_TIMEOUT_SECONDS),
       CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true',
@@ -168,7 +174,7 @@ describe('one tenant stalling its callback receivers', () => {
     fast = await startFakeServer();
     // The default 10 s callback deadline: tenant A's receivers hold their deliveries that long.
     fairApp = await startTestApp({
-      env: { SLACK_WEBHOOK_URL: `${hostile.url}/slack`, CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true' },
+      env: { SLACK_WEBHOOK_URL: slackUrl(), CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true' },
       worker: true,
     });
   });

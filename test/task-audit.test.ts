@@ -12,7 +12,7 @@ import {
   waitForStatus,
   type FakeSlack,
 } from './helpers/engine.js';
-import { startFakeServer, type FakeServer } from './helpers/fake-server.js';
+import { startFakeServer, underLocalhostName, type FakeServer } from './helpers/fake-server.js';
 import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
 
 // The reference's "Log Events Captured", each checked in the scenario that produces it, in the
@@ -27,7 +27,7 @@ before(async () => {
   slack = await startFakeSlack();
   receiver = await startFakeServer(() => ({ status: 200, body: 'ok' }));
   app = await startTestApp({
-    env: { SLACK_WEBHOOK_URL: slack.url, CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true', RETRY_DELAYS_SECONDS: '1' },
+    env: { SLACK_WEBHOOK_URL: underLocalhostName(slack.url), CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true', RETRY_DELAYS_SECONDS: '1' },
     worker: true,
   });
 });

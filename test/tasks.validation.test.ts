@@ -120,7 +120,8 @@ let app: TestApp;
 let user: RegisteredUser;
 
 before(async () => {
-  app = await startTestApp();
+  // Without the task body limit, so that huge and deeply nested bodies reach the validation itself.
+  app = await startTestApp({ env: { MAX_TASK_PAYLOAD_BYTES: '0' } });
   user = await registerAndLogin(app, 'validation');
 });
 

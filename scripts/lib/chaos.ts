@@ -182,7 +182,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     PORT: String(port),
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
-    SLACK_WEBHOOK_URL: `${slackUrl}/hook`,
+    // Named localhost: callbacks (to 127.0.0.1 here) may never go to the host Slack is on.
+    SLACK_WEBHOOK_URL: `${slackUrl.replace('//127.0.0.1:', '//localhost:')}/hook`,
     RETRY_DELAYS_SECONDS: '1',
     CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true',
   };

@@ -1,6 +1,6 @@
 import * as v from 'valibot';
 import { INVISIBLE_OR_CONTROL } from '../lib/text.js';
-import { OutboundTimeoutError, sendOutbound } from '../lib/outbound-http.js';
+import { anyAddressAgent, OutboundTimeoutError, sendOutbound } from '../lib/outbound-http.js';
 import { ActionError, type Action } from './action.js';
 
 /** Slack's answer is "ok" or a short error; nothing beyond this is read. */
@@ -34,6 +34,8 @@ export const postToSlack: Action<v.InferOutput<typeof PostToSlackPayload>> = {
         timeoutMs: config.slackTimeoutSeconds * 1000,
         maxBodyBytes: SLACK_ANSWER_BYTES,
         signal,
+        // The operator chose this URL, so it may be on a private network.
+        agent: anyAddressAgent,
       }));
     } catch (error) {
       if (signal.aborted) throw signal.reason;

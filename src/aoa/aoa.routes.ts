@@ -13,6 +13,7 @@ const AoaState = v.record(v.string(), v.unknown());
 const accepted = {
   202: { description: 'The AOA job, status queued', schema: TaskOut },
   409: { description: 'An AOA job is already active for this tenant (its id is in task_id)' },
+  429: { description: "The tenant's creation rate (TENANT_RATE_LIMIT_PER_SECOND) or unfinished-task quota (TENANT_MAX_QUEUED_TASKS) is used up; see Retry-After" },
 };
 
 export function aoaRoutes(aoa: AoaService, authenticated: MiddlewareHandler<AppEnv>) {

@@ -1,5 +1,5 @@
 import type { Config } from '../config.js';
-import { OutboundTimeoutError, sendOutbound } from '../lib/outbound-http.js';
+import { anyAddressAgent, OutboundTimeoutError, sendOutbound } from '../lib/outbound-http.js';
 
 /** Response bodies kept in audit entries are cut to this many bytes. */
 export const AUDITED_BODY_BYTES = 2048;
@@ -75,6 +75,8 @@ export async function callDcl(config: Config, request: DclRequest): Promise<DclR
       timeoutMs: config.legacyDclTimeoutSeconds * 1000,
       maxBodyBytes: DCL_MAX_ANSWER_BYTES,
       refuseOversizedBody: true,
+      // The operator chose this URL, so it may be on a private network.
+      agent: anyAddressAgent,
       ...(request.signal ? { signal: request.signal } : {}),
     });
   } catch (error) {

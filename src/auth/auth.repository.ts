@@ -5,6 +5,7 @@ export interface UserWithTenant {
   id: string;
   email: string;
   hashed_password: string;
+  token_version: number;
   tenant_id: string;
   tenant_name: string;
   created_at: Date;
@@ -18,6 +19,7 @@ function usersWithTenant(db: Kysely<Database>) {
       'users.id',
       'users.email',
       'users.hashed_password',
+      'users.token_version',
       'users.tenant_id',
       'tenants.name as tenant_name',
       'users.created_at',
@@ -55,4 +57,14 @@ export async function findUserInTenant(
   userId: string,
 ): Promise<UserWithTenant | undefined> {
   return usersWithTenant(db).where('users.tenant_id', '=', tenantId).where('users.id', '=', userId).executeTakeFirst();
+}
+
+/** Raises the user's token version: every token issued to it so far stops working. */
+export async function revokeTokens(db: Kysely<Database>, tenantId: string, userId: string): Promise<void> {
+  await db
+    .updateTable('users')
+    .set((eb) => ({ token_version: eb('token_version', '+', 1) }))
+    .where('tenant_id', '=', tenantId)
+    .where('id', '=', userId)
+    .execute();
 }

@@ -16,7 +16,10 @@ const VERIFIED_TOKENS_KEPT = 10_000;
 
 export interface TokenIssuer {
   issue(user: AuthContext): Promise<string>;
-  /** Verifies signature (HS256 only), expiry and claims; throws a 401 AppError otherwise. */
+  /**
+   * Verifies signature (HS256 only), expiry and claims; throws a 401 AppError otherwise. Whether
+   * the user still exists and the token is not revoked is for the caller to check (TokenVersions).
+   */
   verify(token: string): Promise<AuthContext>;
 }
 
@@ -25,7 +28,7 @@ export function createTokenIssuer(secret: string, expireMinutes: number): TokenI
   const verified = new Map<string, { auth: AuthContext; expiresAtMs: number }>();
   return {
     async issue(user) {
-      return new SignJWT({ user_id: user.userId, tenant_id: user.tenantId })
+      return new SignJWT({ user_id: user.userId, tenant_id: user.tenantId, ver: user.tokenVersion })
         .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
         .setSubject(user.email)
         .setIssuer(TOKEN_ISSUER)
@@ -47,11 +50,11 @@ export function createTokenIssuer(secret: string, expireMinutes: number): TokenI
           audience: TOKEN_AUDIENCE,
           requiredClaims: ['exp', 'sub', 'iss', 'aud'],
         });
-        const { user_id: userId, tenant_id: tenantId, sub } = payload;
-        if (!isUuid(userId) || !isUuid(tenantId)) {
+        const { user_id: userId, tenant_id: tenantId, sub, ver } = payload;
+        if (!isUuid(userId) || !isUuid(tenantId) || !Number.isSafeInteger(ver)) {
           throw notAuthenticated();
         }
-        const auth = { userId, tenantId, email: sub as string };
+        const auth = { userId, tenantId, email: sub as string, tokenVersion: ver as number };
         if (verified.size >= VERIFIED_TOKENS_KEPT) verified.delete(verified.keys().next().value!);
         verified.set(token, { auth, expiresAtMs: payload.exp! * 1000 });
         return auth;

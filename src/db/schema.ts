@@ -20,6 +20,8 @@ export interface UsersTable {
   tenant_id: string;
   email: string;
   hashed_password: string;
+  /** Raised to revoke every token issued to the user so far; tokens carry the version they were issued at. */
+  token_version: Generated<number>;
   created_at: GeneratedTimestamp;
 }
 
@@ -66,12 +68,28 @@ export interface WorkerHeartbeatsTable {
   last_seen_at: GeneratedTimestamp;
 }
 
+export interface AuthThrottleTable {
+  /** What is counted: e.g. `login:account:<email>`, `login:ip:<address>`, `register:ip:<address>`. */
+  key: string;
+  attempts: number;
+  window_ends_at: Timestamp;
+}
+
+export interface TenantRateBucketsTable {
+  tenant_id: string;
+  tokens: number;
+  refilled_at: Timestamp;
+  granted: number;
+}
+
 export interface Database {
   tenants: TenantsTable;
   users: UsersTable;
   tasks: TasksTable;
   task_logs: TaskLogsTable;
   worker_heartbeats: WorkerHeartbeatsTable;
+  auth_throttle: AuthThrottleTable;
+  tenant_rate_buckets: TenantRateBucketsTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;

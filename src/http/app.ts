@@ -10,10 +10,13 @@ import { createAoaService } from '../aoa/aoa.service.js';
 import { requireAuth } from '../auth/auth.middleware.js';
 import { authRoutes } from '../auth/auth.routes.js';
 import { createAuthService } from '../auth/auth.service.js';
+import { createTokenVersions } from '../auth/token-versions.js';
 import { createTokenIssuer } from '../auth/tokens.js';
 import type { Config } from '../config.js';
 import { isDatabaseUnavailable } from '../db/availability.js';
 import type { Db } from '../db/client.js';
+import { refusedTextSqlstate } from '../db/errors.js';
+import type { Notifications } from '../db/notifications.js';
 import { AppError, databaseUnavailable } from '../errors.js';
 import { healthRoutes } from '../health/health.routes.js';
 import type { Logger } from '../logger.js';
@@ -22,9 +25,11 @@ import { taskRoutes } from '../tasks/tasks.routes.js';
 import { createTaskCreator } from '../tasks/task-creation.js';
 import { createTaskService } from '../tasks/tasks.service.js';
 import type { PgBoss } from 'pg-boss';
+import { clientAddress } from './client-address.js';
 import { corsForOrigins } from './cors.js';
 import { requestContext } from './middleware.js';
 import { buildOpenApiDocument, redocHtml, swaggerUiHtml } from './openapi.js';
+import { brokenRequestBody, drainUnreadBody } from './request-body.js';
 import type { AppEnv } from './types.js';
 
 export interface AppDeps {
@@ -32,6 +37,8 @@ export interface AppDeps {
   boss: PgBoss;
   config: Config;
   logger: Logger;
+  /** This process's LISTEN connection: what other processes change (revoked tokens, ...) reaches it through here. */
+  notifications: Notifications;
 }
 
 const API_INFO = {
@@ -64,12 +71,14 @@ function errorResponse(c: Context, error: AppError) {
 
 /** Builds the HTTP application. Everything it touches is passed in, so tests build their own. */
 export function createApp(deps: AppDeps) {
-  const { db, boss, config, logger } = deps;
+  const { db, boss, config, logger, notifications } = deps;
   const tokens = createTokenIssuer(config.jwtSecret, config.jwtExpireMinutes);
-  const authenticated = requireAuth(tokens);
+  const versions = createTokenVersions(db, notifications);
+  const authenticated = requireAuth(tokens, versions);
 
   const app = new Hono<AppEnv>();
   app.use(requestContext(logger));
+  app.use(drainUnreadBody(config.maxBodyBytes));
   app.use(securityHeaders);
   app.use(corsForOrigins(config.allowedWebOrigins));
   app.use(
@@ -87,10 +96,15 @@ export function createApp(deps: AppDeps) {
   );
 
   app.route('/', healthRoutes(db));
-  app.route('/', authRoutes(createAuthService({ db, tokens }), authenticated));
+  app.route('/', authRoutes(createAuthService({ db, tokens, versions, config }), authenticated, (c) => clientAddress(c, config.trustedProxies)));
   const queue = createTaskQueue(boss);
-  const creator = createTaskCreator({ db, queue, faultPoint: config.faultInjectionPoint });
-  app.route('/', taskRoutes(createTaskService({ db, queue, creator, allowPrivateCallbacks: config.callbackAllowPrivateNetworks }), authenticated));
+  const creator = createTaskCreator({
+    db,
+    queue,
+    limits: { ratePerSecond: config.tenantRateLimitPerSecond, maxUnfinished: config.tenantMaxQueuedTasks },
+    faultPoint: config.faultInjectionPoint,
+  });
+  app.route('/', taskRoutes(createTaskService({ db, queue, creator, config }), authenticated, config.maxTaskPayloadBytes));
   app.route('/', aoaRoutes(createAoaService({ db, creator, config }), authenticated));
 
   if (config.apiDocs) {
@@ -102,6 +116,14 @@ export function createApp(deps: AppDeps) {
 
   app.notFound((c) => errorResponse(c, new AppError('not_found', 'Not Found')));
   app.onError((error, c) => {
+    const requestLogger = c.get('logger') ?? logger;
+    // Whatever failed, it failed because the body never arrived whole: the client's doing, not a
+    // bug (and Node has already answered a malformed one with 400 and closed the connection).
+    const bodyFailure = brokenRequestBody(c);
+    if (bodyFailure) {
+      requestLogger.info('request body not received', { reason: bodyFailure, method: c.req.method, path: c.req.path });
+      return errorResponse(c, new AppError('bad_request', 'Malformed request body'));
+    }
     if (error instanceof AppError) return errorResponse(c, error);
     // A stopped or restarting database is an outage to report, not a bug: 503, and the client may retry.
     if (isDatabaseUnavailable(error)) return errorResponse(c, databaseUnavailable());
@@ -109,7 +131,13 @@ export function createApp(deps: AppDeps) {
       // Hono's own refusals (malformed JSON and the like) carry a safe message.
       return c.json({ detail: error.message || 'Bad Request' }, error.status as ContentfulStatusCode);
     }
-    (c.get('logger') ?? logger).error('unhandled error', { error, method: c.req.method, path: c.req.path });
+    // The body validators refuse such text first; this keeps anything that slips past a client error.
+    const sqlstate = refusedTextSqlstate(error);
+    if (sqlstate) {
+      requestLogger.warn('text refused by the database', { sqlstate, method: c.req.method, path: c.req.path });
+      return errorResponse(c, new AppError('validation', 'Text must not contain NUL (\\u0000) characters or lone surrogates'));
+    }
+    requestLogger.error('unhandled error', { error, method: c.req.method, path: c.req.path });
     return c.json({ detail: 'Internal Server Error' }, 500);
   });
   return app;

@@ -5,6 +5,8 @@ export interface AuthContext {
   userId: string;
   tenantId: string;
   email: string;
+  /** The user's token version the token was issued at: a token older than the user's current one is revoked. */
+  tokenVersion: number;
 }
 
 export interface AppVariables {

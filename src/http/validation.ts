@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import { validator } from 'hono/validator';
 import * as v from 'valibot';
 import { AppError, type ValidationIssue } from '../errors.js';
+import { findUnstorableText } from '../lib/storable-text.js';
 import { withDoc } from './openapi.js';
 
 const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
@@ -27,6 +28,19 @@ export function parseOrThrow<S extends v.GenericSchema>(schema: S, value: unknow
   return parsed.output;
 }
 
+/**
+ * Refuses a body with a string value or key PostgreSQL could not store as sent (NUL, lone
+ * surrogates), before any schema or handler sees it: checked once here rather than per field,
+ * and before register spends an Argon2 hash on a request that cannot succeed. An offending key
+ * is reported pydantic-style, with `[key]` after it.
+ */
+function refuseUnstorableText(body: unknown): void {
+  const found = findUnstorableText(body);
+  if (!found) return;
+  const loc = ['body', ...found.path, ...(found.isKey ? ['[key]'] : [])];
+  throw new AppError('validation', [{ loc, msg: found.reason, type: 'invalid_text' }]);
+}
+
 /** Validates a JSON body against a valibot schema; the schema also documents the request. */
 export function jsonBody<S extends v.GenericSchema>(schema: S) {
   return withDoc(
@@ -34,6 +48,7 @@ export function jsonBody<S extends v.GenericSchema>(schema: S) {
       if (!JSON_MEDIA_TYPE.test(mediaType(c))) {
         throw new AppError('unsupported_media_type', 'Content-Type must be application/json');
       }
+      refuseUnstorableText(value);
       return parseOrThrow(schema, value, 'body');
     }),
     { requestBody: { contentType: 'application/json', schema } },
@@ -50,6 +65,7 @@ export function formBody<S extends v.GenericSchema>(schema: S) {
           'Content-Type must be application/x-www-form-urlencoded or multipart/form-data',
         );
       }
+      refuseUnstorableText(value);
       return parseOrThrow(schema, value, 'body');
     }),
     { requestBody: { contentType: 'application/x-www-form-urlencoded', schema } },

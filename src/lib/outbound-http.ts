@@ -1,5 +1,47 @@
-import { ofetch } from 'ofetch';
-import type { Dispatcher } from 'undici';
+import type { LookupFunction } from 'node:net';
+import { createFetch } from 'ofetch';
+import { Agent, fetch as undiciFetch, Headers as UndiciHeaders, type Dispatcher } from 'undici';
+import { publicOnlyLookup } from './public-address.js';
+
+// Every outside call goes through the one client below and one of its two agents. The agents'
+// limits are pinned here rather than left to undici's defaults, which a new version may change;
+// the whole exchange is further bounded by the deadline each call gives (OutboundRequest.timeoutMs).
+
+/** The longest a connection (TCP and TLS) may take to open: a host that takes longer is unreachable, whatever the call's deadline. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+/**
+ * The longest wait for an answer's headers, and the longest pause between two pieces of its body.
+ * No shorter than the longest per-call deadline the configuration allows (300 s), so that deadline
+ * is what ends a slow exchange, with its own error.
+ */
+export const HEADERS_TIMEOUT_MS = 300_000;
+export const BODY_TIMEOUT_MS = 300_000;
+
+function outboundAgent(lookup?: LookupFunction): Agent {
+  return new Agent({
+    connect: { timeout: CONNECT_TIMEOUT_MS, ...(lookup ? { lookup } : {}) },
+    headersTimeout: HEADERS_TIMEOUT_MS,
+    bodyTimeout: BODY_TIMEOUT_MS,
+  });
+}
+
+/** For the hosts the operator configured (Slack, the Legacy DCL), wherever they resolve. */
+export const anyAddressAgent = outboundAgent();
+
+/** For targets a tenant chose (callbacks): its connections only ever reach public addresses. */
+export const publicOnlyAgent = outboundAgent(publicOnlyLookup);
+
+/**
+ * ofetch over the undici package's own fetch, so the agents above and the fetch that uses them come
+ * from the same pinned undici: Node's built-in fetch bundles an undici of its own, whose version
+ * follows Node's, and is not made to be given another copy's agents.
+ */
+const client = createFetch({
+  // The cast bridges two declarations of the same fetch API: undici's own types, and the
+  // undici-types that @types/node (and so ofetch's Fetch) uses; they disagree on iterator helpers.
+  fetch: undiciFetch as unknown as typeof globalThis.fetch,
+  Headers: UndiciHeaders,
+});
 
 export interface OutboundRequest {
   method: 'GET' | 'POST';
@@ -18,7 +60,8 @@ export interface OutboundRequest {
   refuseOversizedBody?: boolean;
   /** The caller's own abort (a canceled or timed-out task): its reason is thrown as it is. */
   signal?: AbortSignal;
-  dispatcher?: Dispatcher;
+  /** anyAddressAgent or publicOnlyAgent: who may choose the target decides. */
+  agent: Dispatcher;
 }
 
 export interface OutboundResponse {
@@ -84,11 +127,11 @@ export async function sendOutbound(request: OutboundRequest): Promise<OutboundRe
   const deadline = AbortSignal.timeout(request.timeoutMs);
   const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline;
   try {
-    const response = await ofetch.raw<ReadableStream<Uint8Array>, 'stream'>(request.url, {
+    const response = await client.raw<ReadableStream<Uint8Array>, 'stream'>(request.url, {
       method: request.method,
       ...(request.headers ? { headers: request.headers } : {}),
       ...(request.json !== undefined ? { body: request.json as Record<string, unknown> } : {}),
-      ...(request.dispatcher ? { dispatcher: request.dispatcher } : {}),
+      dispatcher: request.agent,
       signal,
       redirect: 'manual',
       retry: 0,

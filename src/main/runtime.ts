@@ -5,6 +5,7 @@ import type { PgBoss } from 'pg-boss';
 import { ConfigError, loadConfig, type Config } from '../config.js';
 import { createDatabaseWatch, isDatabaseUnavailable, unavailableReason, waitForDatabase, type DatabaseWatch } from '../db/availability.js';
 import { createDb, pingDatabase, type Db } from '../db/client.js';
+import { createNotifications, type Notifications } from '../db/notifications.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -45,6 +46,7 @@ function describeStartupFailure(error: unknown, config: Config): string {
 interface Running {
   db?: Db;
   watch?: DatabaseWatch;
+  notifications?: Notifications;
   boss?: PgBoss;
   worker?: Worker;
   server?: Server;
@@ -79,12 +81,13 @@ async function shutdownStep(logger: Logger, name: string, work: () => Promise<un
  */
 async function stopRunning(running: Running, graceMs: number, logger: Logger): Promise<void> {
   const step = (name: string, work: () => Promise<unknown>) => shutdownStep(logger, name, work);
-  const { server, worker, boss, db, watch } = running;
+  const { server, worker, boss, db, watch, notifications } = running;
   const serverClosed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
   if (worker) await step('worker', () => worker.stop(graceMs));
   // Anything still running after the grace period is failed back to the queue for another worker.
   if (boss) await step('queue', () => boss.stop({ graceful: true, timeout: 1_000 }));
   await step('http server', () => serverClosed);
+  if (notifications) await step('notifications', () => notifications.close());
   watch?.stop();
   if (db) await step('database pool', () => db.destroy());
 }
@@ -139,7 +142,11 @@ export async function run(mode: Mode): Promise<void> {
     await declareQueues(boss);
 
     if (mode !== 'api') parts.worker = await startWorker({ db, boss, config, logger, watch });
-    if (mode !== 'worker') parts.server = await listen(createApp({ db, boss, config, logger }), config, logger);
+    if (mode !== 'worker') {
+      const notifications = (parts.notifications = createNotifications(databaseUrl, { applicationName: `autonomos-${mode}-listen`, watch }));
+      await notifications.ready;
+      parts.server = await listen(createApp({ db, boss, config, logger, notifications }), config, logger);
+    }
   };
 
   try {

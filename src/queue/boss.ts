@@ -9,6 +9,8 @@ export interface BossOptions {
   supervise: boolean;
   /** Receives the queue's errors, so a database outage is logged once instead of by every poll. */
   watch?: DatabaseWatch;
+  /** Connections of the queue's own pool (default 10). */
+  maxConnections?: number;
 }
 
 /** A pg-boss instance in the application database, in its own schema. */
@@ -17,7 +19,7 @@ export function createBoss(connectionString: string, logger: Logger, options: Bo
     connectionString,
     schema: BOSS_SCHEMA,
     application_name: 'autonomos-queue',
-    max: 10,
+    max: options.maxConnections ?? 10,
     supervise: options.supervise,
     // Frequent passes notice a crashed worker's expired or heartbeat-less jobs within seconds.
     superviseIntervalSeconds: 5,

@@ -4,13 +4,35 @@ import type { Config } from '../config.js';
 import { retryWhileUnavailable, type DatabaseWatch } from '../db/availability.js';
 import type { Db } from '../db/client.js';
 import { injectFault } from '../lib/fault-injection.js';
-import { OutboundTimeoutError, sendOutbound } from '../lib/outbound-http.js';
+import { anyAddressAgent, OutboundTimeoutError, publicOnlyAgent, sendOutbound } from '../lib/outbound-http.js';
 import type { Logger } from '../logger.js';
-import { assertPublicHost, nonPublicCause, publicOnlyDispatcher } from '../lib/public-address.js';
+import { assertPublicHost, nonPublicCause } from '../lib/public-address.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
 import { toTaskOut } from './task-json.js';
 import { taskStore } from './tasks.repository.js';
+
+/** Why a callback to one of the operatorHosts is refused, in words for the tenant. */
+export const OPERATOR_HOST_REFUSAL = 'the target is a host this service itself calls (Slack or the Legacy DCL)';
+
+/**
+ * The hosts of SLACK_WEBHOOK_URL and LEGACY_DCL_BASE_URL. A callback never goes to them, whatever
+ * CALLBACK_ALLOW_PRIVATE_NETWORKS says: a tenant must not be able to make the service post its
+ * own task JSON to the operator's Slack webhook or Legacy DCL, on any port.
+ */
+export function operatorHosts(config: Pick<Config, 'slackWebhookUrl' | 'legacyDclBaseUrl'>): ReadonlySet<string> {
+  return new Set([config.slackWebhookUrl, config.legacyDclBaseUrl].filter((url) => url !== undefined).map(hostOf));
+}
+
+/** Whether `url` names one of the operatorHosts. */
+export function isOperatorHost(url: string, hosts: ReadonlySet<string>): boolean {
+  return hosts.has(hostOf(url));
+}
+
+/** The host as the URL parser spells it (lower case, punycode, canonical IP); a trailing dot names the same DNS host. */
+function hostOf(url: string): string {
+  return new URL(url).hostname.replace(/\.+$/, '');
+}
 
 export interface CallbackDelivery {
   taskId: string;
@@ -27,6 +49,7 @@ export interface CallbackDelivery {
  */
 export function createCallbackSender(deps: { db: Db; queue: TaskQueue; config: Config; logger: Logger; watch: DatabaseWatch }) {
   const { db, queue, config, logger, watch } = deps;
+  const refusedHosts = operatorHosts(config);
   const persist = <T>(operation: string, work: () => Promise<T>) =>
     retryWhileUnavailable(work, { watch, operation });
 
@@ -34,13 +57,15 @@ export function createCallbackSender(deps: { db: Db; queue: TaskQueue; config: C
   async function deliver(url: string, body: unknown, log: Logger): Promise<string> {
     try {
       if (!config.callbackAllowPrivateNetworks) assertPublicHost(url);
+      // Checked again here: the operator may have moved Slack or the DCL since the task was created.
+      if (isOperatorHost(url, refusedHosts)) return audit.callbackRefused(url, OPERATOR_HOST_REFUSAL);
       const response = await sendOutbound({
         method: 'POST',
         url,
         json: body,
         timeoutMs: config.callbackTimeoutSeconds * 1000,
         maxBodyBytes: 0,
-        ...(config.callbackAllowPrivateNetworks ? {} : { dispatcher: publicOnlyDispatcher }),
+        agent: config.callbackAllowPrivateNetworks ? anyAddressAgent : publicOnlyAgent,
       });
       if (response.status >= 200 && response.status < 300) return audit.callbackSent(response.status);
       return audit.callbackFailed(`receiver answered with status ${response.status}`);

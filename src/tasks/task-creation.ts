@@ -7,6 +7,7 @@ import { injectFault, type FaultPoint } from '../lib/fault-injection.js';
 import { createWriteBuffer, writeEachAloneOnFailure, type Settled } from '../lib/write-buffer.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
+import { createTaskQuotas, type CreationLimits } from './task-quotas.js';
 import type { TaskBody } from './tasks.schemas.js';
 
 /** A task to create, for one tenant. */
@@ -126,7 +127,12 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
   if (refused.some((task) => task.kind !== 'aoa')) throw new Error('The task queue refused a job');
   if (refused.length > 0) {
     const ids = refused.map((task) => task.id);
-    await sql`with logs as (delete from task_logs where task_id = any(${ids}::uuid[])) delete from tasks where id = any(${ids}::uuid[])`.execute(trx);
+    const tenantIds = refused.map((task) => task.tenant_id);
+    await sql`
+      with refused as (select * from unnest(${tenantIds}::uuid[], ${ids}::uuid[]) as x(tenant_id, id)),
+      logs as (delete from task_logs using refused where task_logs.tenant_id = refused.tenant_id and task_logs.task_id = refused.id)
+      delete from tasks using refused where tasks.tenant_id = refused.tenant_id and tasks.id = refused.id
+    `.execute(trx);
   }
   return stored.map((task) => (enqueued.has(task.id) ? task : new AoaSlotTakenError(task.tenant_id)));
 }
@@ -143,13 +149,15 @@ export interface TaskCreator {
 }
 
 /**
- * Creation for the API: concurrent requests are written together (see createWriteBuffer). A batch
- * the database refuses as a whole for any reason but its absence is written again one task per
- * transaction, so one task's conflict fails only its own request; an unavailable database fails
- * exactly the requests of that batch.
+ * Creation for the API: concurrent requests are written together (see createWriteBuffer), after
+ * the tenants' creation limits admit them (see createTaskQuotas); a refused request fails alone,
+ * with 429. A batch the database refuses as a whole for any reason but its absence is written
+ * again one task per transaction, so one task's conflict fails only its own request; an
+ * unavailable database fails exactly the requests of that batch.
  */
-export function createTaskCreator(deps: { db: Db; queue: TaskQueue; faultPoint?: FaultPoint | undefined }): TaskCreator {
+export function createTaskCreator(deps: { db: Db; queue: TaskQueue; limits: CreationLimits; faultPoint?: FaultPoint | undefined }): TaskCreator {
   const { db, queue } = deps;
+  const quotas = createTaskQuotas(db, deps.limits);
   const write = async (tasks: NewTask[]): Promise<Created[]> => {
     const created = await db.transaction().execute((trx) => createTasks(trx, queue, tasks));
     injectFault(deps.faultPoint, 'after-create-commit');
@@ -162,7 +170,12 @@ export function createTaskCreator(deps: { db: Db; queue: TaskQueue; faultPoint?:
     maxItems: CREATION_BATCH_MAX,
     maxWaitMs: CREATION_BATCH_WAIT_MS,
     maxConcurrentFlushes: CREATION_FLUSHES,
-    flush: (tasks) => writeEachAloneOnFailure(tasks, async (some) => (await write(some)).map(settle), isDatabaseUnavailable),
+    async flush(tasks) {
+      const admissions = await quotas.admit(tasks.map((task) => task.tenantId));
+      const admitted = tasks.filter((_, index) => !admissions[index]);
+      const written = admitted.length === 0 ? [] : await writeEachAloneOnFailure(admitted, async (some) => (await write(some)).map(settle), isDatabaseUnavailable);
+      return admissions.map((refusal): Settled<TaskRow> => (refusal ? { ok: false, error: refusal } : written.shift()!));
+    },
   });
   return { create: (task) => buffer.write(task) };
 }

@@ -1,6 +1,7 @@
 import { Hono, type MiddlewareHandler } from 'hono';
 import { describeRoute } from '../http/openapi.js';
 import type { AppEnv } from '../http/types.js';
+import { limitBody } from '../http/body-limit.js';
 import { jsonBody } from '../http/validation.js';
 import { CreateTaskBody, TaskLogsOut, TaskOut } from './tasks.schemas.js';
 import type { TaskService } from './tasks.service.js';
@@ -14,7 +15,12 @@ const taskIdParameter = {
 };
 const notFound = { 404: { description: 'No such task in your tenant' } };
 
-export function taskRoutes(tasks: TaskService, authenticated: MiddlewareHandler<AppEnv>) {
+/**
+ * The task routes. `maxTaskBytes` (MAX_TASK_PAYLOAD_BYTES, 0 for none) bounds a creation's body,
+ * below the general body limit.
+ */
+export function taskRoutes(tasks: TaskService, authenticated: MiddlewareHandler<AppEnv>, maxTaskBytes: number) {
+  const taskBodyLimit: MiddlewareHandler<AppEnv> = maxTaskBytes > 0 ? limitBody(maxTaskBytes, 'Task body') : async (_c, next) => next();
   return new Hono<AppEnv>()
     .post(
       '/api/v1/tasks',
@@ -23,9 +29,14 @@ export function taskRoutes(tasks: TaskService, authenticated: MiddlewareHandler<
         description:
           'Validated in full (including every chained task) before anything is stored. `delay_seconds` or `run_at` schedule it for later.',
         tags: ['tasks'],
-        responses: { 201: { description: 'The task, status queued', schema: TaskOut } },
+        responses: {
+          201: { description: 'The task, status queued', schema: TaskOut },
+          413: { description: 'The body exceeds MAX_TASK_PAYLOAD_BYTES' },
+          429: { description: "The tenant's creation rate (TENANT_RATE_LIMIT_PER_SECOND) or unfinished-task quota (TENANT_MAX_QUEUED_TASKS) is used up; see Retry-After" },
+        },
       }),
       authenticated,
+      taskBodyLimit,
       jsonBody(CreateTaskBody),
       async (c) => c.json(await tasks.create(c.get('auth'), c.req.valid('json')), 201),
     )

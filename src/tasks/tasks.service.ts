@@ -1,3 +1,4 @@
+import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
 import { AppError, type ValidationIssue } from '../errors.js';
 import type { AuthContext } from '../http/types.js';
@@ -5,6 +6,7 @@ import { assertPublicHost, NonPublicDestinationError } from '../lib/public-addre
 import { isUuid } from '../lib/uuid.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
+import { isOperatorHost, OPERATOR_HOST_REFUSAL, operatorHosts } from './callbacks.js';
 import { toTaskLogOut, toTaskOut } from './task-json.js';
 import type { TaskCreator } from './task-creation.js';
 import { taskStore } from './tasks.repository.js';
@@ -27,21 +29,26 @@ export interface TaskService {
 }
 
 /**
- * The callback URLs of a task and its chain whose host is an IP literal outside the public
- * internet: refused now, with the request, rather than when the callback comes due. (Host names
- * can only be judged when they are resolved, at send time.)
+ * The callback URLs of a task and its chain that are refused now, with the request, rather than
+ * when the callback comes due: those on a host of the operator's Slack or Legacy DCL, and, unless
+ * private targets are allowed, those whose host is an IP literal outside the public internet.
+ * (Whether a host name is public can only be judged when it is resolved, at send time.)
  */
-function privateCallbackTargets(body: TaskBody): ValidationIssue[] {
+function refusedCallbackTargets(body: TaskBody, policy: { allowPrivate: boolean; operatorHosts: ReadonlySet<string> }): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
   const path: string[] = ['body'];
   for (let task: TaskBody | null | undefined = body; task; task = task.on_success_next_task) {
     if (task.callback_url) {
+      const loc = [...path, 'callback_url'];
       try {
-        assertPublicHost(task.callback_url);
+        if (!policy.allowPrivate) assertPublicHost(task.callback_url);
+        if (isOperatorHost(task.callback_url, policy.operatorHosts)) {
+          issues.push({ loc, msg: `callback_url is refused: ${OPERATOR_HOST_REFUSAL}`, type: 'operator_host' });
+        }
       } catch (error) {
         if (!(error instanceof NonPublicDestinationError)) throw error;
         issues.push({
-          loc: [...path, 'callback_url'],
+          loc,
           msg: `callback_url must reach a public address: ${error.message} (set CALLBACK_ALLOW_PRIVATE_NETWORKS=true to allow private targets)`,
           type: 'public_address',
         });
@@ -52,12 +59,18 @@ function privateCallbackTargets(body: TaskBody): ValidationIssue[] {
   return issues;
 }
 
-export function createTaskService(deps: { db: Db; queue: TaskQueue; creator: TaskCreator; allowPrivateCallbacks: boolean }): TaskService {
-  const { db, queue, creator } = deps;
+export function createTaskService(deps: {
+  db: Db;
+  queue: TaskQueue;
+  creator: TaskCreator;
+  config: Pick<Config, 'callbackAllowPrivateNetworks' | 'slackWebhookUrl' | 'legacyDclBaseUrl'>;
+}): TaskService {
+  const { db, queue, creator, config } = deps;
+  const callbackPolicy = { allowPrivate: config.callbackAllowPrivateNetworks, operatorHosts: operatorHosts(config) };
 
   return {
     async create(auth, body) {
-      const refused = deps.allowPrivateCallbacks ? [] : privateCallbackTargets(body);
+      const refused = refusedCallbackTargets(body, callbackPolicy);
       if (refused.length > 0) throw new AppError('validation', refused);
       return toTaskOut(await creator.create({ tenantId: auth.tenantId, body, kind: 'task', createdBy: auth.userId }));
     },

@@ -1,6 +1,7 @@
 import type { JobResult, PgBoss } from 'pg-boss';
 import * as v from 'valibot';
 import { actionFor } from '../actions/registry.js';
+import { deleteEndedWindows } from '../auth/throttle.js';
 import type { Config } from '../config.js';
 import type { DatabaseWatch } from '../db/availability.js';
 import type { Db } from '../db/client.js';
@@ -52,7 +53,8 @@ const CALLBACKS_PER_TENANT = 2;
  * independently, one of them looks about every 0.3 s.
  */
 const CALLBACK_BACKSTOP_POLL_SECONDS = 5;
-const ORPHAN_SWEEP_INTERVAL_MS = 60_000;
+/** How often a worker sweeps orphaned tasks and ended sign-in throttle windows. */
+const HOUSEKEEPING_INTERVAL_MS = 60_000;
 /** A task untouched this long while its job is gone is past any transition in flight. */
 const ORPHAN_IDLE_SECONDS = 120;
 
@@ -93,10 +95,11 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     resolveAction: (task) => actionFor(task.kind, task.payload),
   });
   const sendCallback = createCallbackSender({ db, queue, config, logger, watch });
-  const orphanSweep = setInterval(() => {
+  const housekeeping = setInterval(() => {
     sweepOrphanedTasks(db, execution).catch((error: unknown) => watch.failed(error, 'orphaned task sweep'));
-  }, ORPHAN_SWEEP_INTERVAL_MS);
-  orphanSweep.unref();
+    deleteEndedWindows(db).catch((error: unknown) => watch.failed(error, 'sign-in throttle cleanup'));
+  }, HOUSEKEEPING_INTERVAL_MS);
+  housekeeping.unref();
 
   const pollOptions = {
     pollingIntervalSeconds: DUE_WORK_POLL_SECONDS,
@@ -154,7 +157,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       await Promise.race([drained, new Promise((resolve) => (graceTimer = setTimeout(resolve, graceMs)))]);
       clearTimeout(graceTimer);
       cancelWatch.stop();
-      clearInterval(orphanSweep);
+      clearInterval(housekeeping);
       await heartbeat.stop();
     },
   };

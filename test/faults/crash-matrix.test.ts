@@ -17,7 +17,7 @@ import {
   waitForStatus,
   type FakeSlack,
 } from '../helpers/engine.js';
-import { startFakeServer, type FakeServer } from '../helpers/fake-server.js';
+import { startFakeServer, underLocalhostName, type FakeServer } from '../helpers/fake-server.js';
 import { eventually } from '../helpers/poll.js';
 import { registerAndLogin } from '../helpers/users.js';
 
@@ -51,7 +51,7 @@ describe('a worker killed at each point of a task', { concurrency: 2 }, () => {
 
   for (const point of WORKER_FAULT_POINTS) {
     test(`killed ${point}: the task ends right, chains once, and its audit trail has no duplicated outcome`, async (t) => {
-      const env = { SLACK_WEBHOOK_URL: slack.url, RETRY_DELAYS_SECONDS: '1', CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true' };
+      const env = { SLACK_WEBHOOK_URL: underLocalhostName(slack.url), RETRY_DELAYS_SECONDS: '1', CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true' };
       const app = await startTestApp({ env });
       apps.push(app);
       const user = await registerAndLogin(app, `crash-${point}`);

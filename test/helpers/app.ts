@@ -6,6 +6,7 @@ import type { PgBoss } from 'pg-boss';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createDatabaseWatch, type DatabaseWatch } from '../../src/db/availability.js';
 import { createDb, pingDatabase, type Db } from '../../src/db/client.js';
+import { createNotifications, type Notifications } from '../../src/db/notifications.js';
 import { createApp } from '../../src/http/app.js';
 import { silentLogger } from '../../src/logger.js';
 import { declareQueues } from '../../src/queue/task-queue.js';
@@ -30,6 +31,7 @@ export interface TestApp {
   boss: PgBoss;
   config: Config;
   watch: DatabaseWatch;
+  notifications: Notifications;
   database: TestDatabase;
   request(method: string, path: string, init?: RequestOptions & { json?: unknown; body?: string | URLSearchParams }): Promise<TestResponse>;
   get(path: string, options?: RequestOptions): Promise<TestResponse>;
@@ -42,12 +44,19 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** Test configuration: a random strong secret and whatever the test overrides. */
+/**
+ * Test configuration: a random strong secret and whatever the test overrides. Every test signs
+ * in and registers from 127.0.0.1, and many create tasks faster than a tenant may by default: the
+ * sign-in, registration and creation-rate limits are off unless a test sets them.
+ */
 export function testConfig(databaseUrl: string, env: Record<string, string> = {}): Config {
   return loadConfig({
     NODE_ENV: 'test',
     DATABASE_URL: databaseUrl,
     SECRET_KEY: randomBytes(32).toString('hex'),
+    LOGIN_FAILURE_LIMIT: '0',
+    REGISTRATION_LIMIT_PER_HOUR: '0',
+    TENANT_RATE_LIMIT_PER_SECOND: '0',
     ...env,
   });
 }
@@ -59,12 +68,16 @@ export function testConfig(databaseUrl: string, env: Record<string, string> = {}
 export async function startTestApp(options: { env?: Record<string, string>; worker?: boolean } = {}): Promise<TestApp> {
   const database = await createTestDatabase();
   const config = testConfig(database.url, options.env);
-  const db = createDb(database.url, { max: 10 });
+  // Small pools: three test files run at once next to a fault test, and the server allows 100
+  // connections in all.
+  const db = createDb(database.url, { max: 6 });
   const watch = createDatabaseWatch(() => pingDatabase(db), silentLogger);
-  const boss = createBoss(database.url, silentLogger, { supervise: true, watch });
+  const boss = createBoss(database.url, silentLogger, { supervise: true, watch, maxConnections: 6 });
   await boss.start();
   await declareQueues(boss);
-  const app = createApp({ db, boss, config, logger: silentLogger });
+  const notifications = createNotifications(database.url, { watch });
+  await notifications.ready;
+  const app = createApp({ db, boss, config, logger: silentLogger, notifications });
   const server = await new Promise<Server>((resolve) => {
     const listening = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(listening as Server));
   });
@@ -92,6 +105,7 @@ export async function startTestApp(options: { env?: Record<string, string>; work
     boss,
     config,
     watch,
+    notifications,
     database,
     request,
     get: (path, opts) => request('GET', path, opts),
@@ -110,6 +124,7 @@ export async function startTestApp(options: { env?: Record<string, string>; work
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await testApp.stopWorkers();
       await boss.stop({ graceful: false });
+      await notifications.close();
       watch.stop();
       await db.destroy();
       await database.drop();
@@ -117,4 +132,17 @@ export async function startTestApp(options: { env?: Record<string, string>; work
   };
   if (options.worker) await testApp.startWorker();
   return testApp;
+}
+
+/**
+ * Runs `work` against an app of its own, closed when `work` ends: a file that needs apps of
+ * several configurations holds one at a time (each holds ~20 of the server's 100 connections).
+ */
+export async function withTestApp<T>(options: { env?: Record<string, string>; worker?: boolean }, work: (app: TestApp) => Promise<T>): Promise<T> {
+  const app = await startTestApp(options);
+  try {
+    return await work(app);
+  } finally {
+    await app.close();
+  }
 }

@@ -2,6 +2,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { readRequestBody } from '../../scripts/lib/http-json.js';
 
+/**
+ * The same local server under the name `localhost`. A callback may never go to the host Slack is
+ * configured on, so where callback receivers listen on 127.0.0.1 too, Slack is given this name.
+ */
+export function underLocalhostName(url: string): string {
+  return url.replace('//127.0.0.1:', '//localhost:');
+}
+
 export interface RecordedRequest {
   method: string;
   path: string;
