@@ -38,6 +38,18 @@ function limit(defaultValue: number, max = Number.MAX_SAFE_INTEGER) {
   );
 }
 
+/** Seconds, fractions allowed (tests use short intervals). */
+function positiveSeconds(defaultValue: number, max: number) {
+  return v.pipe(
+    v.optional(v.string(), String(defaultValue)),
+    v.trim(),
+    v.regex(/^\d+(\.\d+)?$/, 'must be a number of seconds'),
+    v.transform(Number),
+    v.minValue(0.01, 'must be at least 0.01'),
+    v.maxValue(max, `must be at most ${max}`),
+  );
+}
+
 function optionalUrl() {
   return v.pipe(
     v.optional(v.string(), ''),
@@ -85,6 +97,10 @@ const EnvSchema = v.object({
   TENANT_RATE_LIMIT_PER_SECOND: limit(100, 1_000_000),
   TENANT_MAX_QUEUED_TASKS: limit(100_000, 1_000_000_000),
   MAX_TASK_PAYLOAD_BYTES: limit(64 * 1024, 100 * MIB),
+  TASK_RETENTION_DAYS: limit(30, 100 * 365),
+  EVENTS_HEARTBEAT_SECONDS: positiveSeconds(15, 3600),
+  EVENTS_REPLAY_WINDOW: positiveInteger(10_000, 1_000_000),
+  EVENTS_MAX_STREAMS_PER_TENANT: limit(100, 1_000_000),
   TRUST_PROXY: v.pipe(
     v.optional(v.string(), 'false'),
     v.trim(),
@@ -136,6 +152,14 @@ export interface Config {
   readonly tenantMaxQueuedTasks: number;
   /** Largest task creation body; 0: only MAX_BODY_BYTES applies. */
   readonly maxTaskPayloadBytes: number;
+  /** Finished tasks (and their audit trails) are deleted this many days after they finished; 0 keeps them all. */
+  readonly taskRetentionDays: number;
+  /** How often an idle event stream (GET /api/v1/events) sends a comment, so proxies keep it open. */
+  readonly eventsHeartbeatSeconds: number;
+  /** How many of the latest task events each API process keeps for streams resuming with Last-Event-ID. */
+  readonly eventsReplayWindow: number;
+  /** Event streams one tenant may hold open on one API process; 0: no limit. */
+  readonly eventsMaxStreamsPerTenant: number;
   /**
    * How many reverse proxies stand in front of the service: the client address is read that many
    * entries from the right of X-Forwarded-For. 0 (the default) ignores the header, which anyone can send.
@@ -200,6 +224,10 @@ export function loadConfig(
     tenantRateLimitPerSecond: env.TENANT_RATE_LIMIT_PER_SECOND,
     tenantMaxQueuedTasks: env.TENANT_MAX_QUEUED_TASKS,
     maxTaskPayloadBytes: env.MAX_TASK_PAYLOAD_BYTES,
+    taskRetentionDays: env.TASK_RETENTION_DAYS,
+    eventsHeartbeatSeconds: env.EVENTS_HEARTBEAT_SECONDS,
+    eventsReplayWindow: env.EVENTS_REPLAY_WINDOW,
+    eventsMaxStreamsPerTenant: env.EVENTS_MAX_STREAMS_PER_TENANT,
     trustedProxies: env.TRUST_PROXY,
     logLevel: env.LOG_LEVEL,
     faultInjectionPoint: env.FAULT_INJECTION_POINT === '' ? undefined : env.FAULT_INJECTION_POINT,

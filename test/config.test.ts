@@ -100,6 +100,7 @@ describe('values', () => {
     assert.equal(config.tenantRateLimitPerSecond, 100);
     assert.equal(config.tenantMaxQueuedTasks, 100_000);
     assert.equal(config.maxTaskPayloadBytes, 65_536);
+    assert.equal(config.taskRetentionDays, 30);
     assert.equal(config.trustedProxies, 0);
     assert.ok(Object.isFrozen(config));
   });
@@ -126,6 +127,7 @@ describe('values', () => {
       TENANT_RATE_LIMIT_PER_SECOND: '50',
       TENANT_MAX_QUEUED_TASKS: '1000',
       MAX_TASK_PAYLOAD_BYTES: '1024',
+      TASK_RETENTION_DAYS: '7',
       TRUST_PROXY: '2',
     });
     assert.equal(config.host, '127.0.0.1');
@@ -146,7 +148,12 @@ describe('values', () => {
     assert.equal(config.tenantRateLimitPerSecond, 50);
     assert.equal(config.tenantMaxQueuedTasks, 1000);
     assert.equal(config.maxTaskPayloadBytes, 1024);
+    assert.equal(config.taskRetentionDays, 7);
     assert.equal(config.trustedProxies, 2);
+  });
+
+  test('TASK_RETENTION_DAYS=0 keeps finished tasks forever', () => {
+    assert.equal(loadConfig({ NODE_ENV: 'production', SECRET_KEY: STRONG, TASK_RETENTION_DAYS: '0' }).taskRetentionDays, 0);
   });
 
   test('TRUST_PROXY is false, true (one proxy) or a count', () => {
@@ -200,6 +207,9 @@ describe('values', () => {
       ['TENANT_RATE_LIMIT_PER_SECOND', '1.5'],
       ['TENANT_MAX_QUEUED_TASKS', ''],
       ['MAX_TASK_PAYLOAD_BYTES', '64k'],
+      ['TASK_RETENTION_DAYS', '-1'],
+      ['TASK_RETENTION_DAYS', '30d'],
+      ['TASK_RETENTION_DAYS', '36501'],
       ['TRUST_PROXY', 'yes please'],
       ['TRUST_PROXY', '10.0.0.1'],
       ['SLACK_WEBHOOK_URL', 'not a url'],

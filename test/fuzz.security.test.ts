@@ -149,7 +149,7 @@ interface Answer {
 
 const AUTH_PATHS = ['/users/register', '/api/v1/auth/register', '/token', '/api/v1/auth/login'];
 /** Paths that answer without a login (Hono decodes percent-escapes in the path before routing). */
-const PUBLIC_PATHS = new Set([...AUTH_PATHS, '/health/api', '/health/worker', '/openapi.json', '/docs', '/redoc']);
+const PUBLIC_PATHS = new Set([...AUTH_PATHS, '/health/api', '/health/worker', '/openapi.json', '/docs', '/redoc', '/docs/assets/swagger-init.js']);
 
 function routedPath(path: string): string {
   const { pathname } = new URL(path, baseUrl);
@@ -792,12 +792,16 @@ function aoaFamily() {
 
 function readOnlyFamily() {
   const path = fc.oneof(
-    { weight: 6, arbitrary: fc.constantFrom('/users/me', '/api/v1/auth/me', '/health/api', '/health/worker', '/openapi.json', '/docs', '/redoc') },
+    {
+      weight: 6,
+      arbitrary: fc.constantFrom('/users/me', '/api/v1/auth/me', '/health/api', '/health/worker', '/openapi.json', '/docs', '/redoc', '/docs/assets/swagger-init.js'),
+    },
     {
       weight: 2,
       arbitrary: fc.constantFrom(
         '/', '/api', '/api/v1', '/api/v1/tasks', '/api/v1/aoa', '/users', '/health', '/openapi.json/', '/DOCS', '//health/api', '/health/%61pi',
         '/users/me/', '/users/%6De', '/favicon.ico', '/.env', '/api/v1/tasks/', '/api/v1/auth', '/api/v1/auth/me/..', '/%', '/%00', '/%ff',
+        '/docs/assets/', '/docs/assets/..%2F..%2Fpackage.json', '/docs/assets/%2e%2e%2fconfig.ts',
       ),
     },
     { weight: 1, arbitrary: nastyString.map((segment) => `/${percentEncode(segment)}`) },

@@ -3,7 +3,8 @@ import { after, before, describe, test } from 'node:test';
 import { startTestApp, type TestApp, type TestResponse } from './helpers/app.js';
 import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
 
-// Security headers on every response, no caching of anything, and API docs that can be switched off.
+// Security headers on every response, no caching of anything but the docs' static files, and API
+// docs that can be switched off.
 
 let app: TestApp;
 let user: RegisteredUser;
@@ -48,10 +49,22 @@ describe('API_DOCS', () => {
     for (const path of ['/docs', '/redoc', '/openapi.json']) assert.equal((await app.get(path)).status, 200, path);
   });
 
+  test('the docs pages are not cached; the files they load are, and are hardened too', async () => {
+    const page = await app.get('/docs');
+    assertHardened(page, 'GET /docs');
+    const script = /src="(\/docs\/assets\/swagger-ui-bundle\.js[^"]*)"/.exec(page.body)?.[1];
+    assert.ok(script, 'the page loads the Swagger UI bundle');
+    const response = await app.get(script);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+    assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
+    assert.match(response.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+  });
+
   test('API_DOCS=false makes them 404, and nothing else changes', async () => {
     const quiet = await startTestApp({ env: { API_DOCS: 'false' } });
     try {
-      for (const path of ['/docs', '/redoc', '/openapi.json']) {
+      for (const path of ['/docs', '/redoc', '/openapi.json', '/docs/assets/swagger-ui-bundle.js']) {
         const response = await quiet.get(path);
         assert.equal(response.status, 404, path);
         assert.deepEqual(response.body, { detail: 'Not Found' });

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { runInNewContext } from 'node:vm';
 import { createDb, type Db } from '../src/db/client.js';
 import { createApp } from '../src/http/app.js';
 import { createLogger, silentLogger } from '../src/logger.js';
@@ -352,7 +355,7 @@ describe('API documentation', () => {
       const inProcess = createApp({ db, boss: app.boss, config: app.config, logger: silentLogger, notifications: app.notifications });
       const registered = new Set(
         inProcess.routes
-          .filter((route) => route.method !== 'ALL' && !['/openapi.json', '/docs', '/redoc'].includes(route.path))
+          .filter((route) => route.method !== 'ALL' && !['/openapi.json', '/docs', '/redoc', '/docs/assets/:file'].includes(route.path))
           .map((route) => `${route.method.toLowerCase()} ${route.path.replace(/:(\w+)/g, '{$1}')}`),
       );
       for (const key of DOCUMENTED) assert.ok(registered.has(key), `${key} is a real route`);
@@ -415,6 +418,34 @@ describe('API documentation', () => {
     assert.equal(new Set(operationIds).size, operationIds.length, 'operationIds are unique');
   });
 
+  test('every error answer is documented as {"detail": ...}, a 422 as the list of failing fields', () => {
+    const resolve = (schema: any) => {
+      if (!schema?.$ref) return schema;
+      assert.match(schema.$ref, /^#\/components\/schemas\//);
+      return doc.components.schemas[schema.$ref.split('/').pop()];
+    };
+    let validationErrors = 0;
+    for (const [path, methods] of Object.entries(doc.paths as Record<string, Record<string, any>>)) {
+      for (const [method, op] of Object.entries(methods)) {
+        for (const [status, response] of Object.entries(op.responses as Record<string, any>)) {
+          if (Number(status) < 400) continue;
+          const schema = resolve(response.content?.['application/json']?.schema);
+          assert.ok(schema?.properties?.detail, `${method} ${path} ${status} has a detail`);
+          if (status !== '422') continue;
+          validationErrors += 1;
+          const shapes = schema.properties.detail.anyOf ?? schema.properties.detail.oneOf;
+          assert.ok(shapes.some((shape: any) => shape.type === 'string'), `${method} ${path} 422: a message`);
+          const list = shapes.find((shape: any) => shape.type === 'array');
+          assert.deepEqual([...list.items.required].sort(), ['loc', 'msg', 'type'], `${method} ${path} 422: the failing fields`);
+        }
+      }
+    }
+    assert.ok(validationErrors >= 4, 'the routes with a body document their 422');
+    for (const key of ['get /users/me', 'post /api/v1/auth/logout']) {
+      for (const status of ['401', '403']) assert.ok(operation(key).responses[status], `${key} documents its ${status}`);
+    }
+  });
+
   test('bearer security is on the /me routes and only there', () => {
     for (const key of ['get /users/me', 'get /api/v1/auth/me']) {
       assert.deepEqual(operation(key).security, [{ bearerAuth: [] }], key);
@@ -425,23 +456,88 @@ describe('API documentation', () => {
     }
   });
 
-  test('/docs serves Swagger UI pointed at /openapi.json', async () => {
+  /** The URLs a page loads: script sources, stylesheets and any other href or src. */
+  function referencedUrls(html: string): string[] {
+    return [...html.matchAll(/\b(?:src|href)=["']([^"']*)["']/gi)].map((match) => match[1]!);
+  }
+
+  /** Fetches an asset a page references, checking it is served as what it is and may be cached. */
+  async function asset(url: string): Promise<Response> {
+    const response = await fetch(new URL(url, app.url));
+    assert.equal(response.status, 200, url);
+    const type = url.split('?')[0]!.endsWith('.css') ? /^text\/css/ : /^text\/javascript/;
+    assert.match(response.headers.get('content-type') ?? '', type, url);
+    assert.match(response.headers.get('cache-control') ?? '', /max-age=\d{6,}/, url);
+    return response;
+  }
+
+  test('/docs serves Swagger UI pointed at /openapi.json, from our own assets', async () => {
     const response = await app.get('/docs');
     assert.equal(response.status, 200);
     assert.match(response.headers.get('content-type') ?? '', /^text\/html/);
-    assert.match(response.body, /<html/i);
-    assert.match(response.body, /swagger-ui/i);
-    assert.match(response.body, /SwaggerUIBundle/);
-    assert.match(response.body, /["']\/openapi\.json["']/);
+    assert.match(response.body, /<div id="swagger-ui">/);
+    // No inline script: everything the page runs is a file of ours.
+    assert.doesNotMatch(response.body, /<script(?![^>]*\bsrc=)[^>]*>/i);
+
+    const urls = referencedUrls(response.body);
+    assert.equal(urls.length, 3, urls.join(' '));
+    const bundle = urls.find((url) => url.includes('swagger-ui-bundle.js'));
+    const init = urls.find((url) => url.includes('swagger-init.js'));
+    const css = urls.find((url) => url.includes('swagger-ui.css'));
+    assert.ok(bundle && init && css, urls.join(' '));
+    for (const url of urls) await asset(url);
+
+    // Swagger UI's own files, byte for byte as the package ships them.
+    for (const [url, file] of [[bundle, 'swagger-ui-dist/swagger-ui-bundle.js'], [css, 'swagger-ui-dist/swagger-ui.css']] as const) {
+      const served = Buffer.from(await (await asset(url)).arrayBuffer());
+      assert.ok(served.equals(readFileSync(fileURLToPath(import.meta.resolve(file)))), `${url} is ${file}`);
+    }
+
+    // The start-up script, run against a stand-in for the bundle: it starts Swagger UI on the
+    // page's element, with the document at /openapi.json and no third-party validator.
+    const script = await (await asset(init)).text();
+    const started: any[] = [];
+    const window: Record<string, unknown> = {};
+    runInNewContext(script, { window, SwaggerUIBundle: (options: unknown) => (started.push(options), 'ui') });
+    assert.equal(started.length, 1);
+    assert.equal(started[0].url, '/openapi.json');
+    assert.equal(started[0].dom_id, '#swagger-ui');
+    assert.equal(started[0].validatorUrl, null);
+    assert.equal(window.ui, 'ui');
   });
 
-  test('/redoc serves ReDoc pointed at /openapi.json', async () => {
+  test('/redoc serves ReDoc pointed at /openapi.json, from our own assets', async () => {
     const response = await app.get('/redoc');
     assert.equal(response.status, 200);
     assert.match(response.headers.get('content-type') ?? '', /^text\/html/);
-    assert.match(response.body, /<html/i);
-    assert.match(response.body, /redoc(\.standalone)?\.js/i);
     assert.match(response.body, /<redoc[^>]+spec-url=["']\/openapi\.json["']/i);
+    assert.doesNotMatch(response.body, /<script(?![^>]*\bsrc=)[^>]*>/i);
+
+    const urls = referencedUrls(response.body);
+    assert.equal(urls.length, 1, urls.join(' '));
+    assert.match(urls[0]!, /redoc\.standalone\.js/);
+    const served = Buffer.from(await (await asset(urls[0]!)).arrayBuffer());
+    assert.ok(served.equals(readFileSync(fileURLToPath(import.meta.resolve('redoc/bundles/redoc.standalone.js')))), 'the package\'s standalone bundle');
+  });
+
+  test('the docs load nothing from another host', async () => {
+    for (const page of ['/docs', '/redoc']) {
+      const html = (await app.get(page)).body as string;
+      assert.doesNotMatch(html, /\/\/[a-z0-9.-]+\.[a-z]{2,}|https?:/i, `${page} names no other host`);
+      for (const url of referencedUrls(html)) {
+        assert.match(url, /^\/docs\/assets\/[\w.-]+(\?v=[\w-]+)?$/, `${page} loads ${url} from us`);
+        if (!url.includes('.css')) continue;
+        // A stylesheet may pull in fonts and images: only inline ones.
+        const css = await (await asset(url)).text();
+        for (const [, target] of css.matchAll(/url\(\s*["']?([^"')]*)/g)) assert.match(target!, /^data:/, `${url} loads ${target}`);
+      }
+    }
+  });
+
+  test('an unknown asset is a JSON 404', async () => {
+    for (const path of ['/docs/assets/nope.js', '/docs/assets/..%2F..%2Fpackage.json', '/docs/assets/swagger-ui-bundle.js.map']) {
+      assertCleanError(await app.get(path), 404, path);
+    }
   });
 });
 

@@ -22,6 +22,7 @@ const TASK_KEYS = [
   'timeout_seconds',
   'on_success_next_task',
   'next_task_id',
+  'retry_of',
   'scheduled_for',
   'started_at',
   'finished_at',

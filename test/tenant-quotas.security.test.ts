@@ -95,11 +95,12 @@ describe('TENANT_MAX_QUEUED_TASKS', () => {
       });
       try {
         const counts = () => statements.filter((statement) => statement.includes("status = 'in_progress'")).length;
-        // Rate 10/s (burst 20), quota 30: a count of 0 bounds the tenant at 20 + 10/s from then on.
-        const quotas = createTaskQuotas(db, { ratePerSecond: 10, maxUnfinished: 30 });
+        // Rate 10/s, quota 515: a count of 0 bounds the tenant at one batch (500, more than the
+        // burst of 20) plus 10/s from then on, so single creations need no count for a while.
+        const quotas = createTaskQuotas(db, { ratePerSecond: 10, maxUnfinished: 515 });
         for (let round = 0; round < 5; round++) assert.deepEqual(await quotas.admit([user.tenantId]), [undefined]);
         assert.equal(counts(), 1, 'counted once, at the first creation');
-        // 15 more at once could pass 30 (20 + 15): counted again.
+        // 15 more at once could pass 515 (500 + 15 and what the rate refilled): counted again.
         await quotas.admit(Array(15).fill(user.tenantId));
         assert.equal(counts(), 2);
         // Without a rate limit nothing bounds what was added since: every batch is counted.

@@ -2,10 +2,16 @@ import type { Migration } from 'kysely/migration';
 import * as init from './0001_init.js';
 import * as taskScheduling from './0002_task_scheduling.js';
 import * as security from './0003_security.js';
+import * as taskListing from './0004_task_listing.js';
+import * as taskOperations from './0005_task_operations.js';
+import * as taskEvents from './0006_task_events.js';
 
 /** Every migration, in order. Listed statically so the compiled image needs no directory scan. */
 export const migrations: Record<string, Migration> = {
   '0001_init': init,
   '0002_task_scheduling': taskScheduling,
   '0003_security': security,
+  '0004_task_listing': taskListing,
+  '0005_task_operations': taskOperations,
+  '0006_task_events': taskEvents,
 };

@@ -4,6 +4,7 @@ import * as v from 'valibot';
 import { describeRoute } from '../http/openapi.js';
 import type { AppEnv } from '../http/types.js';
 import { jsonBody } from '../http/validation.js';
+import { idempotencyKeyParameter } from '../idempotency/idempotency.js';
 import { TaskOut } from '../tasks/tasks.schemas.js';
 import type { AoaService } from './aoa.service.js';
 
@@ -16,7 +17,8 @@ const accepted = {
   429: { description: "The tenant's creation rate (TENANT_RATE_LIMIT_PER_SECOND) or unfinished-task quota (TENANT_MAX_QUEUED_TASKS) is used up; see Retry-After" },
 };
 
-export function aoaRoutes(aoa: AoaService, authenticated: MiddlewareHandler<AppEnv>) {
+/** The AOA routes; `idempotent` honours Idempotency-Key on the job-creating ones. */
+export function aoaRoutes(aoa: AoaService, authenticated: MiddlewareHandler<AppEnv>, idempotent: MiddlewareHandler<AppEnv>) {
   return new Hono<AppEnv>()
     .get(
       '/api/v1/aoa/state',
@@ -38,14 +40,16 @@ export function aoaRoutes(aoa: AoaService, authenticated: MiddlewareHandler<AppE
     )
     .post(
       '/api/v1/aoa/run',
-      describeRoute({ summary: 'Enqueue an AOA connect job (Legacy DCL POST /connect)', tags: ['aoa'], responses: accepted }),
+      describeRoute({ summary: 'Enqueue an AOA connect job (Legacy DCL POST /connect)', tags: ['aoa'], parameters: [idempotencyKeyParameter], responses: accepted }),
       authenticated,
+      idempotent,
       async (c) => c.json(await aoa.enqueue(c.get('auth'), c.get('requestId'), { action: 'aoa_connect' }), 202),
     )
     .post(
       '/api/v1/aoa/reset',
-      describeRoute({ summary: 'Enqueue an AOA reset job (Legacy DCL POST /reset)', tags: ['aoa'], responses: accepted }),
+      describeRoute({ summary: 'Enqueue an AOA reset job (Legacy DCL POST /reset)', tags: ['aoa'], parameters: [idempotencyKeyParameter], responses: accepted }),
       authenticated,
+      idempotent,
       async (c) => c.json(await aoa.enqueue(c.get('auth'), c.get('requestId'), { action: 'aoa_reset' }), 202),
     )
     .post(
@@ -53,9 +57,11 @@ export function aoaRoutes(aoa: AoaService, authenticated: MiddlewareHandler<AppE
       describeRoute({
         summary: 'Enqueue a production-mode toggle job (Legacy DCL POST /toggle_dev_mode)',
         tags: ['aoa'],
+        parameters: [idempotencyKeyParameter],
         responses: accepted,
       }),
       authenticated,
+      idempotent,
       jsonBody(ProdModeBody),
       async (c) => {
         const { enabled } = c.req.valid('json');

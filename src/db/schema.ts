@@ -42,6 +42,8 @@ export interface TasksTable {
   timeout_seconds: number | null;
   on_success_next_task: ColumnType<unknown, string | null | undefined, string | null>;
   next_task_id: string | null;
+  /** The failed or canceled task this one re-runs. */
+  retry_of: string | null;
   created_by: string | null;
   claimed_delivery: number | null;
   scheduled_for: Timestamp | null;
@@ -82,6 +84,18 @@ export interface TenantRateBucketsTable {
   granted: number;
 }
 
+export interface IdempotencyKeysTable {
+  tenant_id: string;
+  key: string;
+  /** Fingerprint of the first request that used the key: method, path and body. */
+  request_hash: string;
+  /** Null while that request is still being answered. */
+  status: number | null;
+  content_type: string | null;
+  body: string | null;
+  created_at: GeneratedTimestamp;
+}
+
 export interface Database {
   tenants: TenantsTable;
   users: UsersTable;
@@ -90,6 +104,7 @@ export interface Database {
   worker_heartbeats: WorkerHeartbeatsTable;
   auth_throttle: AuthThrottleTable;
   tenant_rate_buckets: TenantRateBucketsTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;

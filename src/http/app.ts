@@ -7,7 +7,7 @@ import { methodNotAllowed } from 'hono/method-not-allowed';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { aoaRoutes } from '../aoa/aoa.routes.js';
 import { createAoaService } from '../aoa/aoa.service.js';
-import { requireAuth } from '../auth/auth.middleware.js';
+import { credentialsStillValid, requireAuth } from '../auth/auth.middleware.js';
 import { authRoutes } from '../auth/auth.routes.js';
 import { createAuthService } from '../auth/auth.service.js';
 import { createTokenVersions } from '../auth/token-versions.js';
@@ -18,17 +18,23 @@ import type { Db } from '../db/client.js';
 import { refusedTextSqlstate } from '../db/errors.js';
 import type { Notifications } from '../db/notifications.js';
 import { AppError, databaseUnavailable } from '../errors.js';
+import { eventRoutes } from '../events/events.routes.js';
+import { createTaskEventHub } from '../events/task-events.js';
 import { healthRoutes } from '../health/health.routes.js';
+import { idempotent } from '../idempotency/idempotency.js';
 import type { Logger } from '../logger.js';
 import { createTaskQueue } from '../queue/task-queue.js';
+import { createTaskListing } from '../tasks/task-listing.js';
+import { taskListingRoutes } from '../tasks/task-listing.routes.js';
 import { taskRoutes } from '../tasks/tasks.routes.js';
 import { createTaskCreator } from '../tasks/task-creation.js';
 import { createTaskService } from '../tasks/tasks.service.js';
 import type { PgBoss } from 'pg-boss';
+import { apiDocsRoutes } from './api-docs.js';
 import { clientAddress } from './client-address.js';
 import { corsForOrigins } from './cors.js';
 import { requestContext } from './middleware.js';
-import { buildOpenApiDocument, redocHtml, swaggerUiHtml } from './openapi.js';
+import { openApiDocument } from './openapi.js';
 import { brokenRequestBody, drainUnreadBody } from './request-body.js';
 import type { AppEnv } from './types.js';
 
@@ -39,6 +45,8 @@ export interface AppDeps {
   logger: Logger;
   /** This process's LISTEN connection: what other processes change (revoked tokens, ...) reaches it through here. */
   notifications: Notifications;
+  /** Aborted when the process starts shutting down: open event streams end, so the server can close. */
+  stopping?: AbortSignal;
 }
 
 const API_INFO = {
@@ -49,8 +57,9 @@ const API_INFO = {
 
 /**
  * On every response. Framing is refused outright (X-Frame-Options and CSP frame-ancestors), and
- * nothing is cached: every answer is private to a tenant or about a credential. HSTS is sent
- * always; browsers heed it only over https, i.e. behind a TLS-terminating proxy.
+ * nothing is cached: every answer is private to a tenant or about a credential (only the docs'
+ * static files say otherwise, themselves). HSTS is sent always; browsers heed it only over https,
+ * i.e. behind a TLS-terminating proxy.
  */
 const securityHeaders = (() => {
   const headers = secureHeaders({
@@ -98,20 +107,30 @@ export function createApp(deps: AppDeps) {
   app.route('/', healthRoutes(db));
   app.route('/', authRoutes(createAuthService({ db, tokens, versions, config }), authenticated, (c) => clientAddress(c, config.trustedProxies)));
   const queue = createTaskQueue(boss);
+  const idempotency = idempotent(db);
   const creator = createTaskCreator({
     db,
     queue,
     limits: { ratePerSecond: config.tenantRateLimitPerSecond, maxUnfinished: config.tenantMaxQueuedTasks },
     faultPoint: config.faultInjectionPoint,
   });
-  app.route('/', taskRoutes(createTaskService({ db, queue, creator, config }), authenticated, config.maxTaskPayloadBytes));
-  app.route('/', aoaRoutes(createAoaService({ db, creator, config }), authenticated));
+  // Before the task routes, whose /api/v1/tasks/:id would otherwise take /api/v1/tasks/stats.
+  app.route('/', taskListingRoutes(createTaskListing(db), authenticated));
+  app.route('/', taskRoutes(createTaskService({ db, queue, creator, config }), authenticated, idempotency, config.maxTaskPayloadBytes));
+  app.route('/', aoaRoutes(createAoaService({ db, creator, config }), authenticated, idempotency));
+  const events = createTaskEventHub({
+    db,
+    notifications,
+    logger,
+    replayWindow: config.eventsReplayWindow,
+    maxStreamsPerTenant: config.eventsMaxStreamsPerTenant,
+  });
+  deps.stopping?.addEventListener('abort', () => events.close(), { once: true });
+  app.route('/', eventRoutes(events, authenticated, credentialsStillValid(tokens, versions), { heartbeatMs: config.eventsHeartbeatSeconds * 1000 }));
 
   if (config.apiDocs) {
-    let openApiDocument: ReturnType<typeof buildOpenApiDocument> | undefined;
-    app.get('/openapi.json', (c) => c.json((openApiDocument ??= buildOpenApiDocument(app, API_INFO))));
-    app.get('/docs', (c) => c.html(swaggerUiHtml('/openapi.json')));
-    app.get('/redoc', (c) => c.html(redocHtml('/openapi.json')));
+    app.get('/openapi.json', openApiDocument(app, API_INFO));
+    app.route('/', apiDocsRoutes('/openapi.json'));
   }
 
   app.notFound((c) => errorResponse(c, new AppError('not_found', 'Not Found')));

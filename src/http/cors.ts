@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
 
 const ALLOWED_METHODS = 'GET, POST, DELETE, OPTIONS';
-const ALLOWED_HEADERS = 'Authorization, Content-Type, X-Request-ID';
+const ALLOWED_HEADERS = 'Authorization, Content-Type, X-Request-ID, Last-Event-ID';
 
 /**
  * CORS for exactly the configured origins: they get the allow headers (with credentials, for the

@@ -3,7 +3,7 @@ import { validator } from 'hono/validator';
 import * as v from 'valibot';
 import { AppError, type ValidationIssue } from '../errors.js';
 import { findUnstorableText } from '../lib/storable-text.js';
-import { withDoc } from './openapi.js';
+import { requestBodyDoc, withDoc } from './openapi.js';
 
 const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
 const FORM_MEDIA_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data'];
@@ -51,7 +51,13 @@ export function jsonBody<S extends v.GenericSchema>(schema: S) {
       refuseUnstorableText(value);
       return parseOrThrow(schema, value, 'body');
     }),
-    { requestBody: { contentType: 'application/json', schema } },
+    {
+      requestBody: requestBodyDoc('application/json', schema),
+      responses: {
+        415: { description: 'Content-Type is not JSON' },
+        422: { description: 'Validation error: every failing field' },
+      },
+    },
   );
 }
 
@@ -68,6 +74,12 @@ export function formBody<S extends v.GenericSchema>(schema: S) {
       refuseUnstorableText(value);
       return parseOrThrow(schema, value, 'body');
     }),
-    { requestBody: { contentType: 'application/x-www-form-urlencoded', schema } },
+    {
+      requestBody: requestBodyDoc('application/x-www-form-urlencoded', schema),
+      responses: {
+        415: { description: 'Content-Type is not a form' },
+        422: { description: 'Validation error: every failing field' },
+      },
+    },
   );
 }

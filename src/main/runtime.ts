@@ -47,6 +47,8 @@ interface Running {
   db?: Db;
   watch?: DatabaseWatch;
   notifications?: Notifications;
+  /** Aborted first when stopping: long-lived responses (event streams) end so the server can close. */
+  stopping?: AbortController;
   boss?: PgBoss;
   worker?: Worker;
   server?: Server;
@@ -82,6 +84,7 @@ async function shutdownStep(logger: Logger, name: string, work: () => Promise<un
 async function stopRunning(running: Running, graceMs: number, logger: Logger): Promise<void> {
   const step = (name: string, work: () => Promise<unknown>) => shutdownStep(logger, name, work);
   const { server, worker, boss, db, watch, notifications } = running;
+  running.stopping?.abort();
   const serverClosed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
   if (worker) await step('worker', () => worker.stop(graceMs));
   // Anything still running after the grace period is failed back to the queue for another worker.
@@ -145,7 +148,8 @@ export async function run(mode: Mode): Promise<void> {
     if (mode !== 'worker') {
       const notifications = (parts.notifications = createNotifications(databaseUrl, { applicationName: `autonomos-${mode}-listen`, watch }));
       await notifications.ready;
-      parts.server = await listen(createApp({ db, boss, config, logger, notifications }), config, logger);
+      const stopping = (parts.stopping = new AbortController());
+      parts.server = await listen(createApp({ db, boss, config, logger, notifications, stopping: stopping.signal }), config, logger);
     }
   };
 

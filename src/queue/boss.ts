@@ -5,7 +5,10 @@ import type { Logger } from '../logger.js';
 export const BOSS_SCHEMA = 'pgboss';
 
 export interface BossOptions {
-  /** Only worker processes supervise (expire, retry, archive); API-only processes just send. */
+  /**
+   * Only worker processes supervise (expire, retry, archive) and send the jobs of schedules (task
+   * retention); API-only processes just send.
+   */
   supervise: boolean;
   /** Receives the queue's errors, so a database outage is logged once instead of by every poll. */
   watch?: DatabaseWatch;
@@ -24,7 +27,7 @@ export function createBoss(connectionString: string, logger: Logger, options: Bo
     // Frequent passes notice a crashed worker's expired or heartbeat-less jobs within seconds.
     superviseIntervalSeconds: 5,
     monitorIntervalSeconds: 5,
-    schedule: false,
+    schedule: options.supervise,
     migrate: true,
     useListenNotify: true,
   });

@@ -6,6 +6,10 @@ import { BOSS_SCHEMA } from './boss.js';
 /** One pg-boss queue per task kind; AOA jobs are exclusive per tenant. */
 export const TASK_QUEUE: Record<TaskKind, string> = { task: 'tasks', aoa: 'aoa' };
 export const CALLBACK_QUEUE = 'task-callbacks';
+/** Deletes finished tasks past TASK_RETENTION_DAYS; sent by a schedule the worker processes keep (see worker/retention.ts). */
+export const RETENTION_QUEUE = 'task-retention';
+/** Long enough for a large backlog's first run; a run stops between batches when its job expires. */
+export const RETENTION_RUN_SECONDS = 30 * 60;
 /**
  * A callback is sent again only when its delivery was lost (its worker died, or the database was
  * gone too long to record the outcome); a receiver's failure is recorded and never retried.
@@ -44,6 +48,9 @@ export async function declareQueues(boss: PgBoss): Promise<void> {
   await boss.createQueue(TASK_QUEUE.aoa, { policy: 'exclusive', notify: true, partition: true });
   // Retries are set per job (enqueueCallbacks), where they only replace lost deliveries.
   await boss.createQueue(CALLBACK_QUEUE, { policy: 'standard', notify: true, retryLimit: 0 });
+  // Stately: one run at a time and at most one waiting; a failed run is not retried, the next
+  // scheduled one carries on where it stopped.
+  await boss.createQueue(RETENTION_QUEUE, { policy: 'stately', notify: true, retryLimit: 0, expireInSeconds: RETENTION_RUN_SECONDS });
 }
 
 /** The job operations that must commit with a task's state change; each takes the caller's transaction. */

@@ -8,6 +8,9 @@ export const audit = {
   // Text from outside (errors, URLs) goes through escapeUnprintable: one entry, one line, as seen.
   created: (userId: string | null, tenantId: string) => `Task created by user ${userId ?? 'system'} in tenant ${tenantId}`,
   createdByChain: (parentId: string) => `Task created by the success of task ${parentId}`,
+  retryOf: (originalId: string) => `Task created as a retry of task ${originalId}`,
+  /** On the original task, followed by the retry's id, which createTasks appends in SQL. */
+  retriedAsPrefix: 'Task retried as task ',
   /** Followed by the ISO 8601 time, which createTasks appends in SQL: the database computes it. */
   scheduledPrefix: 'Task scheduled to run at ',
   started: 'Task execution started',

@@ -18,6 +18,8 @@ export interface NewTask {
   createdBy: string | null;
   /** The task whose success created this one. */
   parentId?: string;
+  /** The failed or canceled task this one re-runs (which gets an audit entry naming this one). */
+  retryOf?: string;
   /** Extra audit entries written with the creation (e.g. an AOA job's request parameters). */
   auditDetails?: string[];
 }
@@ -67,8 +69,10 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
     run_at: task.body.run_at ?? null,
     delay_seconds: task.body.delay_seconds ?? null,
     created_by: task.createdBy,
+    retry_of: task.retryOf ?? null,
     messages: [
       task.parentId ? audit.createdByChain(task.parentId) : audit.created(task.createdBy, task.tenantId),
+      ...(task.retryOf ? [audit.retryOf(task.retryOf)] : []),
       ...(task.auditDetails ?? []),
     ],
   }));
@@ -79,7 +83,7 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
       select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(
         id uuid, ordinal int, tenant_id uuid, kind text, payload jsonb, callback_url text, max_retries int,
         priority int, timeout_seconds int, on_success_next_task jsonb, run_at timestamptz, delay_seconds int,
-        created_by uuid, messages text[])
+        created_by uuid, retry_of uuid, messages text[])
     ),
     ranked as (
       select input.*, case when kind = 'task' then least(
@@ -99,10 +103,10 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
     ),
     inserted as (
       insert into tasks (id, tenant_id, kind, payload, callback_url, max_retries, priority, queue_rank, timeout_seconds,
-                         on_success_next_task, scheduled_for, created_by)
+                         on_success_next_task, scheduled_for, created_by, retry_of)
       select id, tenant_id, kind, payload, callback_url, max_retries, priority, queue_rank, timeout_seconds, on_success_next_task,
              date_trunc('milliseconds', coalesce(run_at, case when delay_seconds > 0 then now() + make_interval(secs => delay_seconds) end)),
-             created_by
+             created_by, retry_of
       from ranked order by ordinal
       returning *
     ),
@@ -117,6 +121,10 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
         ] end
       ) with ordinality as entry(message, position)
       order by input.ordinal, entry.position
+    ),
+    retried as (
+      insert into task_logs (task_id, tenant_id, message)
+      select retry_of, tenant_id, ${audit.retriedAsPrefix}::text || id from inserted where retry_of is not null
     )
     select * from inserted
   `.execute(trx);
@@ -130,7 +138,12 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
     const tenantIds = refused.map((task) => task.tenant_id);
     await sql`
       with refused as (select * from unnest(${tenantIds}::uuid[], ${ids}::uuid[]) as x(tenant_id, id)),
-      logs as (delete from task_logs using refused where task_logs.tenant_id = refused.tenant_id and task_logs.task_id = refused.id)
+      logs as (
+        delete from task_logs using refused, tasks
+        where tasks.tenant_id = refused.tenant_id and tasks.id = refused.id and task_logs.tenant_id = refused.tenant_id
+          and (task_logs.task_id = refused.id
+               or (task_logs.task_id = tasks.retry_of and task_logs.message = ${audit.retriedAsPrefix}::text || refused.id))
+      )
       delete from tasks using refused where tasks.tenant_id = refused.tenant_id and tasks.id = refused.id
     `.execute(trx);
   }
@@ -146,6 +159,8 @@ const CREATION_BATCH_WAIT_MS = 2;
 export interface TaskCreator {
   /** Creates one task, in a transaction shared with the other requests in flight. Throws AoaSlotTakenError. */
   create(task: NewTask): Promise<TaskRow>;
+  /** Creates one tenant's plain tasks all together in one transaction, or none of them. */
+  createAll(tenantId: string, tasks: readonly NewTask[]): Promise<TaskRow[]>;
 }
 
 /**
@@ -177,5 +192,15 @@ export function createTaskCreator(deps: { db: Db; queue: TaskQueue; limits: Crea
       return admissions.map((refusal): Settled<TaskRow> => (refusal ? { ok: false, error: refusal } : written.shift()!));
     },
   });
-  return { create: (task) => buffer.write(task) };
+  return {
+    create: (task) => buffer.write(task),
+    async createAll(tenantId, tasks) {
+      const refusal = await quotas.admitAll(tenantId, tasks.length);
+      if (refusal) throw refusal;
+      const created = await write([...tasks]);
+      // Plain tasks only: their queue takes every job, so anything else is a bug, not a refusal.
+      if (created.some((task) => task instanceof AoaSlotTakenError)) throw new Error('A batch of tasks held an AOA job');
+      return created as TaskRow[];
+    },
+  };
 }

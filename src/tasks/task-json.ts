@@ -18,6 +18,7 @@ export function toTaskOut(task: TaskRow): TaskOut {
     timeout_seconds: task.timeout_seconds,
     on_success_next_task: (task.on_success_next_task ?? null) as TaskOut['on_success_next_task'],
     next_task_id: task.next_task_id,
+    retry_of: task.retry_of,
     scheduled_for: iso(task.scheduled_for),
     started_at: iso(task.started_at),
     finished_at: iso(task.finished_at),

@@ -1,5 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database, TaskKind, TaskRow, TaskStatus } from '../db/schema.js';
+import type { TaskPosition } from './task-cursor.js';
+import { TASK_STATUSES } from './task-listing.schemas.js';
 
 const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
 
@@ -20,6 +22,12 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
 
     async find(id: string): Promise<TaskRow | undefined> {
       return tasks().selectAll().where('id', '=', id).executeTakeFirst();
+    },
+
+    /** Those of the given tasks that exist, in no particular order. */
+    async findMany(ids: readonly string[]): Promise<TaskRow[]> {
+      if (ids.length === 0) return [];
+      return tasks().selectAll().where('id', 'in', ids).execute();
     },
 
     /** Locks the row until the transaction ends, so concurrent state changes queue up behind it. */
@@ -99,10 +107,181 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
         .orderBy('seq')
         .execute();
     },
+
+    /**
+     * Up to `limit` tasks matching `filter`, newest first (created_at, then id, descending),
+     * strictly after `after`, among the next `examine` tasks of the wanted statuses. Each status
+     * is read from its run of the (tenant_id, status, created_at desc, id desc) index in order, at
+     * most `examine` entries, and the runs are merged: the cost is bounded by `examine` whatever
+     * the filters. Conditions the index cannot check (kind, action, q) only narrow the tasks
+     * examined; `examined` and `lastExamined` tell where the examination stopped.
+     */
+    async list(filter: TaskListFilter, after: TaskPosition | undefined, bounds: { limit: number; examine: number }): Promise<ListedPage> {
+      const examinedConditions = [
+        sql`tasks.tenant_id = ${tenantId}`,
+        sql`tasks.status = wanted.status`,
+        ...(after ? [sql`(tasks.created_at, tasks.id) < (${after.createdAt}::timestamptz, ${after.id}::uuid)`] : []),
+        ...(filter.createdAfter ? [sql`tasks.created_at >= ${filter.createdAfter}`] : []),
+        ...(filter.createdBefore ? [sql`tasks.created_at < ${filter.createdBefore}`] : []),
+        // At most one task: found by its primary key, not by examining the tenant's tasks.
+        ...(filter.parentId
+          ? [sql`tasks.id = (select parent.next_task_id from tasks parent where parent.tenant_id = ${tenantId} and parent.id = ${filter.parentId})`]
+          : []),
+      ];
+      const matchConditions = [
+        ...(filter.kind ? [sql`kind = ${filter.kind}`] : []),
+        ...(filter.action ? [sql`payload ->> 'action' = ${filter.action}`] : []),
+        // Every string in the payload, however deep; the pattern matches the text literally.
+        ...(filter.search
+          ? [
+              sql`exists (select from jsonb_path_query(payload, 'strict $.**') as item(value)
+                          where jsonb_typeof(item.value) = 'string' and item.value #>> '{}' ilike ${`%${filter.search.replace(/[\\%_]/g, '\\$&')}%`})`,
+            ]
+          : []),
+      ];
+      const position = (table: string) => sql`to_char(${sql.ref(`${table}.created_at`)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+      const { rows } = await sql<Partial<ListedTask> & { examined: number; last_examined_at: string | null; last_examined_id: string | null }>`
+        with examined as (
+          select candidate.*
+          from unnest(${filter.statuses}::text[]) as wanted(status)
+          cross join lateral (
+            select * from tasks
+            where ${sql.join(examinedConditions, sql` and `)}
+            order by tasks.created_at desc, tasks.id desc
+            limit ${bounds.examine}
+          ) as candidate
+          order by candidate.created_at desc, candidate.id desc
+          limit ${bounds.examine}
+        ),
+        matched as (
+          select * from examined
+          where ${matchConditions.length > 0 ? sql.join(matchConditions, sql` and `) : sql`true`}
+          order by created_at desc, id desc
+          limit ${bounds.limit}
+        ),
+        last_examined as (
+          select * from examined order by created_at, id limit 1
+        ),
+        edge as (
+          select (select count(*) from examined)::int as examined, ${position('last_examined')} as last_examined_at, last_examined.id as last_examined_id
+          from (select) as one left join last_examined on true
+        )
+        select edge.*, matched.*, ${position('matched')} as position
+        from edge left join matched on true
+        order by matched.created_at desc, matched.id desc
+      `.execute(db);
+      const edge = rows[0]!;
+      return {
+        tasks: rows.filter((row): row is ListedTask & typeof row => row.id != null),
+        examined: edge.examined,
+        lastExamined: edge.last_examined_id ? { createdAt: edge.last_examined_at!, id: edge.last_examined_id } : undefined,
+      };
+    },
+
+    /**
+     * How many of the tenant's tasks (created at `since` or later) have each status and action.
+     * Every counted task is read: all of the tenant's in one pass, or, since a time, each status's
+     * run of the listing index from that time on.
+     */
+    async countByStatusAndAction(since: Date | undefined): Promise<{ status: TaskStatus; action: string; count: number }[]> {
+      if (!since) {
+        return tasks()
+          .select(['status', sql<string>`payload ->> 'action'`.as('action'), sql<number>`count(*)::int`.as('count')])
+          .groupBy(['status', sql`payload ->> 'action'`])
+          .execute();
+      }
+      const { rows } = await sql<{ status: TaskStatus; action: string; count: number }>`
+        select wanted.status, counted.action, counted.count
+        from unnest(${TASK_STATUSES}::text[]) as wanted(status)
+        cross join lateral (
+          select payload ->> 'action' as action, count(*)::int as count from tasks
+          where tenant_id = ${tenantId} and status = wanted.status and created_at >= ${since}
+          group by 1
+        ) as counted
+      `.execute(db);
+      return rows;
+    },
+
+    /**
+     * Deletes up to `limit` tasks that finished (success, failed, canceled) more than `days` days
+     * ago, with their audit trails, in one statement. Rows another transaction holds are skipped,
+     * never waited for. A chained task's parent loses its link (the foreign key sets it to null).
+     */
+    async deleteFinished(days: number, limit: number): Promise<{ tasks: number; logs: number }> {
+      // Oldest first from the old end of each finished status's run of the listing index: a task
+      // finishes after it is created, so the created_at bound leaves out everything newer. (Given
+      // all three statuses at once, the planner may scan the table from its start instead.)
+      const { rows } = await sql<{ tasks: number; logs: number }>`
+        with doomed as (
+          select old.id
+          from unnest(array['success', 'failed', 'canceled']) as finished(status)
+          cross join lateral (
+            select id from tasks
+            where tenant_id = ${tenantId} and status = finished.status
+              and created_at < now() - make_interval(days => ${days}) and finished_at < now() - make_interval(days => ${days})
+            order by created_at, id
+            limit ${limit}
+            for update skip locked
+          ) as old
+          limit ${limit}
+        ),
+        removed_logs as (
+          delete from task_logs using doomed where task_logs.tenant_id = ${tenantId} and task_logs.task_id = doomed.id returning 1
+        ),
+        removed as (
+          delete from tasks using doomed where tasks.tenant_id = ${tenantId} and tasks.id = doomed.id returning 1
+        )
+        select (select count(*) from removed)::int as tasks, (select count(*) from removed_logs)::int as logs
+      `.execute(db);
+      return rows[0]!;
+    },
   };
 }
 
 export type TaskStore = ReturnType<typeof taskStore>;
+
+/** What a page of the task list is narrowed to. */
+export interface TaskListFilter {
+  /** At least one. */
+  statuses: readonly TaskStatus[];
+  kind?: TaskKind | undefined;
+  /** `payload.action` */
+  action?: string | undefined;
+  /** Inclusive. */
+  createdAfter?: Date | undefined;
+  /** Exclusive. */
+  createdBefore?: Date | undefined;
+  /** Only the task this one chained to (its `next_task_id`). */
+  parentId?: string | undefined;
+  /** A case-insensitive substring of any string in the payload. */
+  search?: string | undefined;
+}
+
+/** A listed task, with its place in the list to the microsecond (see TaskPosition). */
+export type ListedTask = TaskRow & { position: string };
+
+export interface ListedPage {
+  tasks: ListedTask[];
+  /** How many tasks the page looked at: those after the cursor, in order, of the wanted statuses and creation times. */
+  examined: number;
+  /** The oldest task looked at, matching or not; undefined when there was none. */
+  lastExamined: TaskPosition | undefined;
+}
+
+/**
+ * The first tenant after `after` (in id order) that has tasks, found in one probe of the tasks'
+ * primary key: retention visits tenants one by one, each through its own taskStore.
+ */
+export async function nextTenantWithTasks(db: Kysely<Database>, after: string | undefined): Promise<string | undefined> {
+  const row = await db
+    .selectFrom('tasks')
+    .select('tenant_id')
+    .$if(after !== undefined, (query) => query.where('tenant_id', '>', after!))
+    .orderBy('tenant_id')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.tenant_id;
+}
 
 /** Of the given running tasks, those that have been canceled since (for the worker's abort watch). */
 export async function canceledAmong(db: Kysely<Database>, tasks: readonly { tenantId: string; taskId: string }[]): Promise<string[]> {

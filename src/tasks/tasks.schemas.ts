@@ -139,6 +139,7 @@ export const TaskOut = v.object({
   timeout_seconds: v.nullable(v.number()),
   on_success_next_task: v.nullable(v.record(v.string(), v.unknown())),
   next_task_id: v.nullable(v.pipe(v.string(), v.uuid())),
+  retry_of: v.nullable(v.pipe(v.string(), v.uuid())),
   scheduled_for: Timestamp,
   started_at: Timestamp,
   finished_at: Timestamp,
@@ -167,3 +168,20 @@ export const CreateTaskBody = v.pipe(
   v.check((value) => nestsAtMost(value, MAX_JSON_DEPTH), `The task may nest JSON at most ${MAX_JSON_DEPTH} levels deep`),
   TaskBody,
 );
+
+/** Most tasks one batch creates. */
+export const MAX_BATCH_TASKS = 500;
+
+/** POST /api/v1/tasks/batch: every task is validated as POST /api/v1/tasks validates one. */
+export const CreateTaskBatchBody = v.strictObject(
+  {
+    tasks: v.pipe(
+      v.array(CreateTaskBody, 'tasks must be a list of tasks'),
+      v.minLength(1, 'tasks must hold at least one task'),
+      v.maxLength(MAX_BATCH_TASKS, `tasks may hold at most ${MAX_BATCH_TASKS} tasks`),
+    ),
+  },
+  (issue) => (issue.expected === 'never' ? `Unknown field ${issue.received}` : `Missing field ${issue.expected}`),
+);
+
+export const TaskBatchOut = v.object({ tasks: v.array(TaskOut) });

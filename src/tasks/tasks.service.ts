@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
+import type { TaskRow } from '../db/schema.js';
 import { AppError, type ValidationIssue } from '../errors.js';
 import type { AuthContext } from '../http/types.js';
 import { assertPublicHost, NonPublicDestinationError } from '../lib/public-address.js';
@@ -8,7 +9,7 @@ import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
 import { isOperatorHost, OPERATOR_HOST_REFUSAL, operatorHosts } from './callbacks.js';
 import { toTaskLogOut, toTaskOut } from './task-json.js';
-import type { TaskCreator } from './task-creation.js';
+import { AoaSlotTakenError, type TaskCreator } from './task-creation.js';
 import { taskStore } from './tasks.repository.js';
 import type { TaskBody, TaskLogOut, TaskOut } from './tasks.schemas.js';
 
@@ -26,6 +27,24 @@ export interface TaskService {
   get(auth: AuthContext, id: string): Promise<TaskOut>;
   cancel(auth: AuthContext, id: string): Promise<TaskOut>;
   logs(auth: AuthContext, id: string): Promise<TaskLogOut[]>;
+  /** Creates a new task with the body of a failed or canceled one, linked to it (`retry_of`). */
+  retry(auth: AuthContext, id: string): Promise<TaskOut>;
+  /** Creates every task of the list, or none. */
+  createBatch(auth: AuthContext, bodies: readonly TaskBody[]): Promise<TaskOut[]>;
+}
+
+const RETRYABLE = new Set(['failed', 'canceled']);
+
+/** What a stored task was created with, as a body to create it again. */
+function bodyOf(task: TaskRow): TaskBody {
+  return {
+    payload: task.payload as TaskBody['payload'],
+    callback_url: task.callback_url,
+    max_retries: task.max_retries,
+    priority: task.priority,
+    timeout_seconds: task.timeout_seconds,
+    on_success_next_task: task.on_success_next_task as TaskBody | null,
+  };
 }
 
 /**
@@ -73,6 +92,37 @@ export function createTaskService(deps: {
       const refused = refusedCallbackTargets(body, callbackPolicy);
       if (refused.length > 0) throw new AppError('validation', refused);
       return toTaskOut(await creator.create({ tenantId: auth.tenantId, body, kind: 'task', createdBy: auth.userId }));
+    },
+
+    async createBatch(auth, bodies) {
+      const refused = bodies.flatMap((body, index) =>
+        refusedCallbackTargets(body, callbackPolicy).map((issue) => ({ ...issue, loc: ['body', 'tasks', index, ...issue.loc.slice(1)] })),
+      );
+      if (refused.length > 0) throw new AppError('validation', refused);
+      const created = await creator.createAll(
+        auth.tenantId,
+        bodies.map((body) => ({ tenantId: auth.tenantId, body, kind: 'task' as const, createdBy: auth.userId })),
+      );
+      return created.map(toTaskOut);
+    },
+
+    async retry(auth, id) {
+      assertTaskId(id);
+      const original = await taskStore(db, auth.tenantId).find(id);
+      if (!original) throw taskNotFound();
+      if (!RETRYABLE.has(original.status)) {
+        throw new AppError('conflict', `Only a failed or canceled task can be retried; this one is ${original.status}`);
+      }
+      const body = bodyOf(original);
+      const refused = refusedCallbackTargets(body, callbackPolicy);
+      if (refused.length > 0) throw new AppError('conflict', `The task cannot run again as it is: ${refused[0]!.msg}`);
+      try {
+        const retry = await creator.create({ tenantId: auth.tenantId, body, kind: original.kind, createdBy: auth.userId, retryOf: original.id });
+        return toTaskOut(retry);
+      } catch (error) {
+        if (error instanceof AoaSlotTakenError) throw new AppError('conflict', error.message, { cause: error });
+        throw error;
+      }
     },
 
     async get(auth, id) {

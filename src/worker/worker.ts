@@ -2,6 +2,7 @@ import type { JobResult, PgBoss } from 'pg-boss';
 import * as v from 'valibot';
 import { actionFor } from '../actions/registry.js';
 import { deleteEndedWindows } from '../auth/throttle.js';
+import { deleteExpiredIdempotencyKeys } from '../idempotency/idempotency.js';
 import type { Config } from '../config.js';
 import type { DatabaseWatch } from '../db/availability.js';
 import type { Db } from '../db/client.js';
@@ -11,6 +12,7 @@ import { createCallbackSender } from '../tasks/callbacks.js';
 import { createTaskExecution, type TaskExecution } from '../tasks/task-execution.js';
 import { startCancelWatch } from './cancel-watch.js';
 import { startHeartbeat } from './heartbeat.js';
+import { startRetention } from './retention.js';
 import { createTaskRunner, TaskJobSchema } from './task-runner.js';
 
 export interface WorkerDeps {
@@ -53,7 +55,7 @@ const CALLBACKS_PER_TENANT = 2;
  * independently, one of them looks about every 0.3 s.
  */
 const CALLBACK_BACKSTOP_POLL_SECONDS = 5;
-/** How often a worker sweeps orphaned tasks and ended sign-in throttle windows. */
+/** How often a worker sweeps orphaned tasks, ended sign-in throttle windows and expired idempotency keys. */
 const HOUSEKEEPING_INTERVAL_MS = 60_000;
 /** A task untouched this long while its job is gone is past any transition in flight. */
 const ORPHAN_IDLE_SECONDS = 120;
@@ -98,6 +100,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   const housekeeping = setInterval(() => {
     sweepOrphanedTasks(db, execution).catch((error: unknown) => watch.failed(error, 'orphaned task sweep'));
     deleteEndedWindows(db).catch((error: unknown) => watch.failed(error, 'sign-in throttle cleanup'));
+    deleteExpiredIdempotencyKeys(db).catch((error: unknown) => watch.failed(error, 'idempotency key cleanup'));
   }, HOUSEKEEPING_INTERVAL_MS);
   housekeeping.unref();
 
@@ -149,10 +152,12 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     },
   );
 
+  const retention = await startRetention({ db, boss, config, logger, watch });
+
   logger.info('worker started', { worker_id: heartbeat.workerId, concurrency: config.workerConcurrency });
   return {
     async stop(graceMs) {
-      const drained = Promise.all([...queues, CALLBACK_QUEUE].map((queue) => boss.offWork(queue, { wait: true })));
+      const drained = Promise.all([retention.stop(), ...[...queues, CALLBACK_QUEUE].map((queue) => boss.offWork(queue, { wait: true }))]);
       let graceTimer: NodeJS.Timeout | undefined;
       await Promise.race([drained, new Promise((resolve) => (graceTimer = setTimeout(resolve, graceMs)))]);
       clearTimeout(graceTimer);

@@ -1,0 +1,23 @@
+/**
+ * `npm run fake-slack`: a stand-in for a Slack incoming webhook, to see tasks succeed without a
+ * Slack workspace. Listens on 127.0.0.1:4000 (FAKE_SLACK_PORT), answers every POST with 200 "ok"
+ * and prints the channel and text it got. Point the service at it:
+ *
+ *   SLACK_WEBHOOK_URL=http://127.0.0.1:4000/hook npm start
+ */
+import { createServer } from 'node:http';
+import { readRequestBody } from './lib/http-json.js';
+
+const port = Number(process.env.FAKE_SLACK_PORT ?? 4000);
+
+const server = createServer(async (request, response) => {
+  const body = await readRequestBody(request);
+  const { channel, text } = (typeof body === 'object' && body !== null ? body : {}) as { channel?: unknown; text?: unknown };
+  console.log(`${new Date().toISOString()} ${request.method} ${request.url} ${String(channel)}: ${String(text)}`);
+  response.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok');
+});
+
+server.listen(port, '127.0.0.1', () => {
+  console.log(`fake Slack listening: set SLACK_WEBHOOK_URL=http://127.0.0.1:${port}/hook (Ctrl-C stops it)`);
+});
+process.on('SIGINT', () => server.close(() => process.exit(0)));

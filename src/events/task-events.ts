@@ -1,0 +1,307 @@
+import type { Db } from '../db/client.js';
+import type { Notifications } from '../db/notifications.js';
+import type { TaskRow } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { toTaskOut } from '../tasks/task-json.js';
+import { taskStore } from '../tasks/tasks.repository.js';
+import { taskRowFromJson } from './task-row.js';
+
+/** Where triggers on tasks send every change (migration 0006_task_events), from any process. */
+export const TASK_EVENTS_CHANNEL = 'autonomos_task_events';
+
+export const TASK_EVENT_TYPES = [
+  'task.created',
+  'task.started',
+  'task.succeeded',
+  'task.failed',
+  'task.retry_scheduled',
+  'task.canceled',
+  'task.deleted',
+] as const;
+export type TaskEventType = (typeof TASK_EVENT_TYPES)[number];
+
+/** One message of an event stream. */
+export interface StreamEvent {
+  /** What a client resumes after (Last-Event-ID); a reset has none. */
+  readonly id?: string;
+  readonly event: TaskEventType | 'reset';
+  /** The data line: the task as GET /api/v1/tasks/{id} shows it, read first if the notification could not carry it. */
+  data(): Promise<string>;
+}
+
+export interface EventSubscriber {
+  /** Called for each of the tenant's events as it arrives, and with a reset when events were missed. */
+  deliver(event: StreamEvent): void;
+  /** The hub is closing (the process is stopping): the stream ends. */
+  end(): void;
+}
+
+export interface TaskEventHub {
+  /**
+   * Subscribes to a tenant's events. `replay` is what the client missed since `lastEventId`, in
+   * the order this process received it; or a reset when that event is no longer here (too old,
+   * unknown, another tenant's, or before a gap in the notifications). Throws a 429 AppError when
+   * the tenant already holds its share of streams.
+   */
+  subscribe(tenantId: string, lastEventId: string | undefined, subscriber: EventSubscriber): { replay: StreamEvent[]; unsubscribe: () => void };
+  /** Ends every subscription and stops listening. */
+  close(): void;
+}
+
+/** Beside the count (EVENTS_REPLAY_WINDOW), the replay window holds at most about this much event data. */
+const REPLAY_WINDOW_BYTES = 32 * 1024 * 1024;
+
+interface BufferedEvent extends StreamEvent {
+  readonly id: string;
+  /** Arrival position in this process. */
+  readonly seq: number;
+  readonly tenantId: string;
+  /** Approximate bytes held, for the window's bound. */
+  readonly size: number;
+}
+
+function resetEvent(detail: string): StreamEvent {
+  const data = JSON.stringify({ detail });
+  return { event: 'reset', data: async () => data };
+}
+
+const MISSED_RESET = 'Events may have been missed: read the task list again';
+const GAP_RESET = 'Notifications were interrupted and events may have been missed: read the task list again';
+
+/**
+ * Reads tasks the notifications could not carry, batched: the reads asked for in one turn of the
+ * event loop become one query per tenant.
+ */
+function createTaskReader(db: Db) {
+  type Waiter = { resolve: (row: TaskRow | undefined) => void; reject: (error: unknown) => void };
+  let pending = new Map<string, Map<string, Waiter[]>>();
+  let scheduled = false;
+
+  function flush(): void {
+    const batch = pending;
+    pending = new Map();
+    scheduled = false;
+    for (const [tenantId, tasks] of batch) {
+      taskStore(db, tenantId)
+        .findMany([...tasks.keys()])
+        .then(
+          (rows) => {
+            const byId = new Map(rows.map((row) => [row.id, row]));
+            for (const [taskId, waiters] of tasks) for (const waiter of waiters) waiter.resolve(byId.get(taskId));
+          },
+          (error: unknown) => {
+            for (const waiters of tasks.values()) for (const waiter of waiters) waiter.reject(error);
+          },
+        );
+    }
+  }
+
+  return (tenantId: string, taskId: string) =>
+    new Promise<TaskRow | undefined>((resolve, reject) => {
+      let tasks = pending.get(tenantId);
+      if (!tasks) pending.set(tenantId, (tasks = new Map()));
+      let waiters = tasks.get(taskId);
+      if (!waiters) tasks.set(taskId, (waiters = []));
+      waiters.push({ resolve, reject });
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    });
+}
+
+/** What the trigger sends for one changed row. */
+interface NotifiedEvent {
+  id: number | string;
+  type: TaskEventType;
+  tenant_id: string;
+  task_id: string;
+  task: Record<string, unknown> | null;
+}
+
+function isNotifiedEvent(value: unknown): value is NotifiedEvent {
+  const event = value as Partial<NotifiedEvent> | null;
+  return (
+    typeof event === 'object' &&
+    event !== null &&
+    (typeof event.id === 'number' || typeof event.id === 'string') &&
+    TASK_EVENT_TYPES.includes(event.type as TaskEventType) &&
+    typeof event.tenant_id === 'string' &&
+    typeof event.task_id === 'string' &&
+    (event.task === null || (typeof event.task === 'object' && !Array.isArray(event.task)))
+  );
+}
+
+/**
+ * Whether the row the trigger saw is the row the transaction committed. A chaining task's
+ * success is recorded before its successor exists, and the link (next_task_id) is written later
+ * in the same transaction: such a row is read again once committed.
+ */
+function isFinalSnapshot(event: NotifiedEvent): boolean {
+  const task = event.task;
+  if (!task) return false;
+  return !(event.type === 'task.succeeded' && task.on_success_next_task != null && task.next_task_id == null);
+}
+
+/**
+ * This process's view of every tenant's task events: it listens on TASK_EVENTS_CHANNEL (the
+ * triggers notify from whichever process changed a task, API or worker) and hands each event to
+ * the streams of its tenant, and of its tenant only. The latest events are kept for streams that
+ * resume (Last-Event-ID). Events arrive in commit order, the same order in every process, so a
+ * client may resume on any API process; one that lost its notification connection cannot know
+ * what it missed and tells its streams to start over (a reset).
+ *
+ * The task JSON is made only when a stream needs it, once per event whatever the number of streams.
+ */
+export function createTaskEventHub(deps: {
+  db: Db;
+  notifications: Notifications;
+  logger: Logger;
+  /** How many events are kept for resuming streams. */
+  replayWindow: number;
+  /** Streams per tenant in this process; 0: no limit. */
+  maxStreamsPerTenant: number;
+}): TaskEventHub {
+  const { notifications, logger, replayWindow, maxStreamsPerTenant } = deps;
+  const readTask = createTaskReader(deps.db);
+  const subscribers = new Map<string, Set<EventSubscriber>>();
+  // The replay window: a queue of events in arrival order (the live part from `head` on), and
+  // the same events by id.
+  let window: BufferedEvent[] = [];
+  let head = 0;
+  let windowBytes = 0;
+  const byId = new Map<string, BufferedEvent>();
+  let nextSeq = 0;
+  let closed = false;
+
+  function bufferedEvent(notified: NotifiedEvent, size: number): BufferedEvent {
+    // Only these are kept, not the notification: the row JSON goes once the data is made.
+    const { type, tenant_id: tenantId, task_id: taskId } = notified;
+    let snapshot = isFinalSnapshot(notified) ? notified.task : null;
+    let data: Promise<string> | undefined;
+    const make = async (): Promise<string> => {
+      if (type === 'task.deleted') return JSON.stringify({ id: taskId });
+      const row = snapshot ? taskRowFromJson(snapshot) : await readTask(tenantId, taskId);
+      // A task that no longer exists (deleted since) is named by its id alone.
+      return JSON.stringify(row ? toTaskOut(row) : { id: taskId });
+    };
+    return {
+      id: String(notified.id),
+      seq: nextSeq++,
+      event: type,
+      tenantId,
+      size,
+      data() {
+        data ??= make().then(
+          (text) => {
+            snapshot = null;
+            return text;
+          },
+          (error: unknown) => {
+            data = undefined; // the next stream to ask reads it again
+            throw error;
+          },
+        );
+        return data;
+      },
+    };
+  }
+
+  function remember(event: BufferedEvent): void {
+    window.push(event);
+    byId.set(event.id, event);
+    windowBytes += event.size;
+    while (window.length - head > replayWindow || windowBytes > REPLAY_WINDOW_BYTES) {
+      const oldest = window[head]!;
+      head += 1;
+      byId.delete(oldest.id);
+      windowBytes -= oldest.size;
+    }
+    if (head > 1024 && head * 2 > window.length) {
+      window = window.slice(head);
+      head = 0;
+    }
+  }
+
+  function forgetAll(): void {
+    window = [];
+    head = 0;
+    windowBytes = 0;
+    byId.clear();
+  }
+
+  function receive(payload: string): void {
+    let events: unknown;
+    try {
+      events = JSON.parse(payload);
+    } catch (error) {
+      logger.error('unreadable task event notification', { error });
+      return;
+    }
+    if (!Array.isArray(events) || events.length === 0) return;
+    const size = Math.ceil(payload.length / events.length);
+    for (const notified of events) {
+      if (!isNotifiedEvent(notified)) {
+        // Not the event itself: it may carry a task's payload.
+        logger.error('malformed task event dropped');
+        continue;
+      }
+      const event = bufferedEvent(notified, size);
+      remember(event);
+      const streams = subscribers.get(event.tenantId);
+      if (!streams) continue;
+      // Started now, so the reads of one notification's events share a query.
+      event.data().catch(() => {});
+      for (const subscriber of streams) subscriber.deliver(event);
+    }
+  }
+
+  const stopReceiving = notifications.subscribe(TASK_EVENTS_CHANNEL, receive);
+  // Listening again after the connection was lost: whatever was sent meanwhile never arrives.
+  const stopWatchingGaps = notifications.onListening(() => {
+    forgetAll();
+    for (const streams of subscribers.values()) for (const subscriber of streams) subscriber.deliver(resetEvent(GAP_RESET));
+  });
+
+  function missedSince(tenantId: string, lastEventId: string): StreamEvent[] {
+    const last = byId.get(lastEventId);
+    // Another tenant's event id says nothing about this tenant's events, and must not reveal whether it is recent.
+    if (!last || last.tenantId !== tenantId) return [resetEvent(MISSED_RESET)];
+    const missed: StreamEvent[] = [];
+    for (let index = head + (last.seq - window[head]!.seq) + 1; index < window.length; index += 1) {
+      const event = window[index]!;
+      if (event.tenantId === tenantId) missed.push(event);
+    }
+    return missed;
+  }
+
+  return {
+    subscribe(tenantId, lastEventId, subscriber) {
+      if (closed) throw new AppError('unavailable', 'The server is shutting down');
+      let streams = subscribers.get(tenantId);
+      if (maxStreamsPerTenant > 0 && (streams?.size ?? 0) >= maxStreamsPerTenant) {
+        throw new AppError('too_many_requests', `This tenant already has ${maxStreamsPerTenant} event streams open`);
+      }
+      if (!streams) subscribers.set(tenantId, (streams = new Set()));
+      streams.add(subscriber);
+      const replay = lastEventId === undefined ? [] : missedSince(tenantId, lastEventId);
+      return {
+        replay,
+        unsubscribe() {
+          streams.delete(subscriber);
+          if (streams.size === 0 && subscribers.get(tenantId) === streams) subscribers.delete(tenantId);
+        },
+      };
+    },
+    close() {
+      closed = true;
+      stopReceiving();
+      stopWatchingGaps();
+      const all = [...subscribers.values()].flatMap((streams) => [...streams]);
+      subscribers.clear();
+      forgetAll();
+      for (const subscriber of all) subscriber.end();
+    },
+  };
+}

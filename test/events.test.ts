@@ -1,0 +1,332 @@
+import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { serve } from '@hono/node-server';
+import { sql } from 'kysely';
+import { createNotifications } from '../src/db/notifications.js';
+import { createApp } from '../src/http/app.js';
+import { silentLogger } from '../src/logger.js';
+import { startTestApp, type TestApp } from './helpers/app.js';
+import { createTask, getTask, newChannel, slackPayload, startFakeSlack, waitForStatus, type FakeSlack } from './helpers/engine.js';
+import { eventually } from './helpers/poll.js';
+import { eventsOfTask, openEventStream, waitForTaskEvents, type SseEvent, type SseStream } from './helpers/sse.js';
+import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
+
+// GET /api/v1/events as a client sees it: a real HTTP event stream against the app with an
+// in-process worker and a fake Slack. Heartbeats every 0.2 s, a replay window of 100 events, and
+// at most 3 streams per tenant, so each of those is seen within a test.
+
+const HEARTBEAT_SECONDS = 0.2;
+const REPLAY_WINDOW = 100;
+const MAX_STREAMS = 3;
+
+let slack: FakeSlack;
+let app: TestApp;
+const streams: SseStream[] = [];
+
+before(async () => {
+  slack = await startFakeSlack();
+  app = await startTestApp({
+    env: {
+      SLACK_WEBHOOK_URL: slack.url,
+      RETRY_DELAYS_SECONDS: '0',
+      EVENTS_HEARTBEAT_SECONDS: String(HEARTBEAT_SECONDS),
+      EVENTS_REPLAY_WINDOW: String(REPLAY_WINDOW),
+      EVENTS_MAX_STREAMS_PER_TENANT: String(MAX_STREAMS),
+    },
+    worker: true,
+  });
+});
+
+after(async () => {
+  for (const stream of streams) stream.close();
+  await app?.close();
+  await slack?.close();
+});
+
+/** A stream of `user`'s events on `url` (the test app unless told), hung up after the file. */
+async function connect(user: RegisteredUser, options: { lastEventId?: string; url?: string; query?: string } = {}): Promise<SseStream> {
+  const stream = await openEventStream(`${options.url ?? app.url}/api/v1/events${options.query ?? ''}`, {
+    token: user.token,
+    ...(options.lastEventId !== undefined ? { lastEventId: options.lastEventId } : {}),
+  });
+  streams.push(stream);
+  assert.equal(stream.status, 200, stream.text);
+  return stream;
+}
+
+const summary = (events: SseEvent[]) => events.map((event) => `${event.event} ${JSON.parse(event.data).id ?? ''}`);
+
+describe('a tenant stream', () => {
+  test('an SSE client receives created → started → succeeded, and a second tenant receives none', async () => {
+    const alice = await registerAndLogin(app, 'events-alice');
+    const bob = await registerAndLogin(app, 'events-bob');
+    const aliceStream = await connect(alice);
+    const bobStream = await connect(bob);
+    assert.match(aliceStream.headers.get('content-type') ?? '', /^text\/event-stream/);
+    assert.equal(aliceStream.headers.get('cache-control'), 'no-store');
+
+    const channel = newChannel('events');
+    const created = await createTask(app, alice.token, { payload: slackPayload(channel) });
+    const events = await waitForTaskEvents(aliceStream, created.id, 'task.succeeded');
+    assert.deepEqual(
+      events.map((event) => event.event),
+      ['task.created', 'task.started', 'task.succeeded'],
+    );
+    const [createdEvent, startedEvent, succeededEvent] = events.map((event) => JSON.parse(event.data));
+    assert.deepEqual(createdEvent, created, 'task.created carries the task as the creation answered it');
+    assert.equal(startedEvent.status, 'in_progress');
+    assert.ok(startedEvent.started_at);
+    assert.equal(startedEvent.finished_at, null);
+    assert.deepEqual(succeededEvent, await getTask(app, alice.token, created.id), 'task.succeeded carries the task as GET shows it');
+    assert.equal(new Set(events.map((event) => event.id)).size, 3, 'every event has an id of its own');
+
+    // Bob's stream is live (his own task arrives), and nothing of Alice's came before it.
+    const bobsTask = await createTask(app, bob.token, { payload: slackPayload(newChannel('bob')) });
+    await bobStream.waitForEvent((event) => JSON.parse(event.data).id === bobsTask.id);
+    assert.deepEqual(
+      bobStream.events.filter((event) => JSON.parse(event.data).id !== bobsTask.id),
+      [],
+      `bob saw only his own task: ${JSON.stringify(summary(bobStream.events))}`,
+    );
+    assert.deepEqual(eventsOfTask(aliceStream.events, bobsTask.id), []);
+  });
+
+  test('a failed attempt that will be retried is task.retry_scheduled; the last one is task.failed', async () => {
+    const user = await registerAndLogin(app, 'events-retry');
+    const stream = await connect(user);
+    const channel = newChannel('failing');
+    slack.route(channel, () => ({ status: 500, body: 'down' }));
+
+    const created = await createTask(app, user.token, { payload: slackPayload(channel), max_retries: 1 });
+    const events = await waitForTaskEvents(stream, created.id, 'task.failed');
+    assert.deepEqual(
+      events.map((event) => event.event),
+      ['task.created', 'task.started', 'task.retry_scheduled', 'task.started', 'task.failed'],
+    );
+    const retry = JSON.parse(events[2]!.data);
+    assert.equal(retry.status, 'queued');
+    assert.equal(retry.retry_count, 1);
+    assert.deepEqual(retry.result, { error: 'Slack returned status 500' });
+    assert.deepEqual(JSON.parse(events[4]!.data), await getTask(app, user.token, created.id));
+  });
+
+  test('a cancel is task.canceled', async () => {
+    const user = await registerAndLogin(app, 'events-cancel');
+    const stream = await connect(user);
+    const created = await createTask(app, user.token, { payload: slackPayload(newChannel('later')), delay_seconds: 3600 });
+    const canceled = await app.delete(`/api/v1/tasks/${created.id}`, { token: user.token });
+    assert.equal(canceled.status, 200);
+    const events = await waitForTaskEvents(stream, created.id, 'task.canceled');
+    assert.deepEqual(
+      events.map((event) => event.event),
+      ['task.created', 'task.canceled'],
+    );
+    assert.deepEqual(JSON.parse(events[1]!.data), canceled.body);
+  });
+
+  test("a chaining task's success shows the link to the task it chained", async () => {
+    const user = await registerAndLogin(app, 'events-chain');
+    const stream = await connect(user);
+    const parent = await createTask(app, user.token, {
+      payload: slackPayload(newChannel('first')),
+      on_success_next_task: { payload: slackPayload(newChannel('second')) },
+    });
+    const [succeeded] = (await waitForTaskEvents(stream, parent.id, 'task.succeeded')).filter((event) => event.event === 'task.succeeded');
+    const shown = JSON.parse(succeeded!.data);
+    assert.ok(shown.next_task_id, 'next_task_id is set');
+    assert.deepEqual(shown, await getTask(app, user.token, parent.id));
+    await stream.waitForEvent((event) => event.event === 'task.created' && JSON.parse(event.data).id === shown.next_task_id);
+    await waitForStatus(app, user.token, shown.next_task_id, 'success');
+  });
+
+  test('a task too large for a notification arrives all the same, as GET shows it', async () => {
+    const user = await registerAndLogin(app, 'events-large');
+    const stream = await connect(user);
+    const created = await createTask(app, user.token, { payload: slackPayload(newChannel('large'), 'x'.repeat(10_000)), delay_seconds: 3600 });
+    const [event] = await waitForTaskEvents(stream, created.id, 'task.created');
+    assert.deepEqual(JSON.parse(event!.data), created);
+  });
+
+  test('sends a heartbeat comment at the configured interval', async () => {
+    const user = await registerAndLogin(app, 'events-heartbeat');
+    const stream = await connect(user);
+    await eventually(() => (stream.comments.length >= 3 ? true : undefined), { timeoutMs: 5_000, message: 'three heartbeats' });
+    const gaps = stream.comments.slice(1, 3).map((comment, index) => comment.at - stream.comments[index]!.at);
+    for (const gap of gaps) assert.ok(gap >= HEARTBEAT_SECONDS * 1000 * 0.5, `heartbeats ${gap} ms apart`);
+    assert.deepEqual(stream.events, [], 'a heartbeat is a comment, not an event');
+  });
+});
+
+describe('resuming with Last-Event-ID', () => {
+  test('replays exactly the events missed, in order, from the header or the query', async () => {
+    const user = await registerAndLogin(app, 'events-resume');
+    const first = await connect(user);
+    const seen = await createTask(app, user.token, { payload: slackPayload(newChannel('seen')) });
+    const seenEvents = await waitForTaskEvents(first, seen.id, 'task.succeeded');
+    first.close();
+
+    const missedA = await createTask(app, user.token, { payload: slackPayload(newChannel('missed-a')) });
+    const missedB = await createTask(app, user.token, { payload: slackPayload(newChannel('missed-b')) });
+    await waitForStatus(app, user.token, missedA.id, 'success');
+    await waitForStatus(app, user.token, missedB.id, 'success');
+
+    const resumed = await connect(user, { lastEventId: seenEvents.at(-1)!.id! });
+    const replayed = await resumed.waitForEvents(6);
+    assert.deepEqual(eventsOfTask(replayed, seen.id), [], 'nothing already seen comes again');
+    assert.deepEqual(
+      eventsOfTask(replayed, missedA.id).map((event) => event.event),
+      ['task.created', 'task.started', 'task.succeeded'],
+    );
+    assert.deepEqual(
+      eventsOfTask(replayed, missedB.id).map((event) => event.event),
+      ['task.created', 'task.started', 'task.succeeded'],
+    );
+    assert.deepEqual(JSON.parse(eventsOfTask(replayed, missedB.id)[2]!.data), await getTask(app, user.token, missedB.id));
+
+    // The same from the query string, starting after the third replayed event.
+    const fromQuery = await connect(user, { query: `?last_event_id=${encodeURIComponent(replayed[2]!.id!)}` });
+    assert.deepEqual(await fromQuery.waitForEvents(3), replayed.slice(3));
+
+    // Nothing else was replayed: the next event either stream gets is the next change.
+    const next = await createTask(app, user.token, { payload: slackPayload(newChannel('next')), delay_seconds: 3600 });
+    for (const stream of [resumed, fromQuery]) {
+      await waitForTaskEvents(stream, next.id, 'task.created');
+      assert.deepEqual(summary(stream.events.slice(-1)), [`task.created ${next.id}`]);
+    }
+    assert.equal(resumed.events.length, 7);
+    assert.equal(fromQuery.events.length, 4);
+  });
+
+  test('an unknown id gives a reset first', async () => {
+    const user = await registerAndLogin(app, 'events-unknown');
+    for (const lastEventId of ['999999999999', 'not-an-id']) {
+      const stream = await connect(user, { lastEventId });
+      const [reset] = await stream.waitForEvents(1);
+      assert.equal(reset!.event, 'reset', lastEventId);
+      assert.equal(reset!.id, undefined);
+      assert.match(JSON.parse(reset!.data).detail, /read the task list again/);
+      stream.close();
+      await stream.waitForEnd();
+    }
+  });
+
+  test('an id older than the replay window gives a reset; every event of a large statement arrives, in order', async () => {
+    const user = await registerAndLogin(app, 'events-window');
+    const live = await connect(user);
+    const seen = await createTask(app, user.token, { payload: slackPayload(newChannel('old')), delay_seconds: 3600 });
+    const [oldEvent] = await waitForTaskEvents(live, seen.id, 'task.created');
+
+    // One statement of more rows than the window holds, from outside the app (split over many notifications).
+    const count = REPLAY_WINDOW + 20;
+    const { rows } = await sql<{ id: string }>`
+      insert into tasks (tenant_id, payload, status)
+      select ${user.tenantId}::uuid, jsonb_build_object('action', 'post_to_slack', 'channel', '#bulk', 'message', 'n' || n), 'canceled'
+      from generate_series(1, ${count}) n
+      returning id
+    `.execute(app.db);
+    const bulk = await live.waitForEvents(1 + count);
+    assert.deepEqual(
+      bulk.slice(1).map((event) => JSON.parse(event.data).id).sort(),
+      rows.map((row) => row.id).sort(),
+    );
+    assert.deepEqual(
+      bulk.slice(1).map((event) => JSON.parse(event.data).payload.message),
+      Array.from({ length: count }, (_, index) => `n${index + 1}`),
+      'in the order the statement wrote them',
+    );
+
+    const stream = await connect(user, { lastEventId: oldEvent!.id! });
+    const [reset] = await stream.waitForEvents(1);
+    assert.equal(reset!.event, 'reset');
+  });
+});
+
+describe('events from elsewhere', () => {
+  test('changes made by another process (plain SQL) reach the stream', async () => {
+    const user = await registerAndLogin(app, 'events-sql');
+    const stream = await connect(user);
+    const created = await createTask(app, user.token, { payload: slackPayload(newChannel('sql')), delay_seconds: 3600 });
+    await sql`update tasks set status = 'canceled', finished_at = now() where tenant_id = ${user.tenantId} and id = ${created.id}`.execute(app.db);
+    const [, canceled] = await waitForTaskEvents(stream, created.id, 'task.canceled');
+    assert.deepEqual(JSON.parse(canceled!.data), await getTask(app, user.token, created.id));
+
+    // A task that never finished and is deleted was taken back: task.deleted, with its id alone.
+    const { rows } = await sql<{ id: string }>`
+      insert into tasks (tenant_id, payload) values (${user.tenantId}, '{"action": "none"}') returning id
+    `.execute(app.db);
+    await sql`delete from tasks where tenant_id = ${user.tenantId} and id = ${rows[0]!.id}`.execute(app.db);
+    const deleted = await stream.waitForEvent((event) => event.event === 'task.deleted');
+    assert.deepEqual(JSON.parse(deleted.data), { id: rows[0]!.id });
+  });
+
+  test('a stream on a second API process sees the tasks the first one created and its worker ran', async () => {
+    const notifications = createNotifications(app.database.url, { watch: app.watch });
+    await notifications.ready;
+    const secondApi = createApp({ db: app.db, boss: app.boss, config: app.config, logger: silentLogger, notifications });
+    const server = await new Promise<Server>((resolve) => {
+      const listening = serve({ fetch: secondApi.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(listening as Server));
+    });
+    try {
+      const user = await registerAndLogin(app, 'events-second');
+      const stream = await connect(user, { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+      const created = await createTask(app, user.token, { payload: slackPayload(newChannel('second')) });
+      const events = await waitForTaskEvents(stream, created.id, 'task.succeeded');
+      assert.deepEqual(
+        events.map((event) => event.event),
+        ['task.created', 'task.started', 'task.succeeded'],
+      );
+      stream.close();
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await notifications.close();
+    }
+  });
+});
+
+describe('stream lifetime', () => {
+  test(`a tenant holds at most ${MAX_STREAMS} streams; a client hanging up frees its place`, async () => {
+    const user = await registerAndLogin(app, 'events-cap');
+    const open = [];
+    for (let index = 0; index < MAX_STREAMS; index += 1) open.push(await connect(user));
+    const refused = await openEventStream(`${app.url}/api/v1/events`, { token: user.token });
+    assert.equal(refused.status, 429, refused.text);
+    assert.match(JSON.parse(refused.text).detail, /event streams open/);
+
+    open[0]!.close();
+    const again = await eventually(
+      async () => {
+        const stream = await openEventStream(`${app.url}/api/v1/events`, { token: user.token });
+        streams.push(stream);
+        return stream.status === 200 ? stream : undefined;
+      },
+      { timeoutMs: 5_000, message: 'a stream admitted once one hung up' },
+    );
+    const created = await createTask(app, user.token, { payload: slackPayload(newChannel('cap')), delay_seconds: 3600 });
+    await waitForTaskEvents(again, created.id, 'task.created');
+  });
+
+  test('after the notification connection is lost, streams are told to reset, and old ids give a reset', async () => {
+    const user = await registerAndLogin(app, 'events-gap');
+    const stream = await connect(user);
+    const created = await createTask(app, user.token, { payload: slackPayload(newChannel('gap')), delay_seconds: 3600 });
+    const [before] = await waitForTaskEvents(stream, created.id, 'task.created');
+
+    await sql`
+      select pg_terminate_backend(pid) from pg_stat_activity
+      where datname = current_database() and application_name = 'autonomos-notifications'
+    `.execute(app.db);
+    const reset = await stream.waitForEvent((event) => event.event === 'reset');
+    assert.match(JSON.parse(reset.data).detail, /missed/);
+
+    // Listening again, events flow as before.
+    const later = await createTask(app, user.token, { payload: slackPayload(newChannel('gap-later')), delay_seconds: 3600 });
+    await waitForTaskEvents(stream, later.id, 'task.created');
+
+    const resumed = await connect(user, { lastEventId: before!.id! });
+    const [first] = await resumed.waitForEvents(1);
+    assert.equal(first!.event, 'reset');
+  });
+});
