@@ -5,6 +5,8 @@ import { FAULT_POINTS, type FaultPoint } from './lib/fault-injection.js';
 export const MIN_SECRET_LENGTH = 32;
 
 const MIB = 1024 * 1024;
+/** A metrics token anyone could guess would make the metrics public. */
+const MIN_METRICS_TOKEN_LENGTH = 16;
 
 function booleanFlag(defaultValue: boolean) {
   return v.pipe(
@@ -108,6 +110,18 @@ const EnvSchema = v.object({
     v.regex(/^(true|false|\d{1,2})$/, 'must be false, true (one proxy) or the number of proxies in front of the service'),
     v.transform((value) => (value === 'true' ? 1 : value === 'false' ? 0 : Number(value))),
   ),
+  METRICS_TOKEN: v.pipe(
+    v.optional(v.string(), ''),
+    v.trim(),
+    v.check((token) => token === '' || token.length >= MIN_METRICS_TOKEN_LENGTH, `must be at least ${MIN_METRICS_TOKEN_LENGTH} characters (or empty: no /metrics)`),
+    v.transform((token) => (token === '' ? undefined : token)),
+  ),
+  WORKER_HTTP_PORT: v.pipe(
+    v.optional(v.string(), ''),
+    v.trim(),
+    v.transform((value) => (value === '' ? undefined : value)),
+    v.optional(v.pipe(v.string(), v.regex(/^\d+$/, 'must be a port number'), v.transform(Number), v.minValue(1, 'must be a port number'), v.maxValue(65535, 'must be a port number'))),
+  ),
   LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error']), 'info'),
   FAULT_INJECTION_POINT: v.optional(v.picklist(['', ...FAULT_POINTS], `must be one of ${FAULT_POINTS.join(', ')}`), ''),
 });
@@ -165,6 +179,10 @@ export interface Config {
    * entries from the right of X-Forwarded-For. 0 (the default) ignores the header, which anyone can send.
    */
   readonly trustedProxies: number;
+  /** Bearer token that GET /metrics requires; unset, /metrics is not served. */
+  readonly metricsToken: string | undefined;
+  /** A worker-only process serves /metrics and /health/worker on this port when set. */
+  readonly workerHttpPort: number | undefined;
   readonly logLevel: Env['LOG_LEVEL'];
   /** Tests only: the point at which a worker kills itself (SIGKILL) to prove crash recovery. */
   readonly faultInjectionPoint: FaultPoint | undefined;
@@ -229,6 +247,8 @@ export function loadConfig(
     eventsReplayWindow: env.EVENTS_REPLAY_WINDOW,
     eventsMaxStreamsPerTenant: env.EVENTS_MAX_STREAMS_PER_TENANT,
     trustedProxies: env.TRUST_PROXY,
+    metricsToken: env.METRICS_TOKEN,
+    workerHttpPort: env.WORKER_HTTP_PORT,
     logLevel: env.LOG_LEVEL,
     faultInjectionPoint: env.FAULT_INJECTION_POINT === '' ? undefined : env.FAULT_INJECTION_POINT,
   });

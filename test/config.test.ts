@@ -102,6 +102,8 @@ describe('values', () => {
     assert.equal(config.maxTaskPayloadBytes, 65_536);
     assert.equal(config.taskRetentionDays, 30);
     assert.equal(config.trustedProxies, 0);
+    assert.equal(config.metricsToken, undefined);
+    assert.equal(config.workerHttpPort, undefined);
     assert.ok(Object.isFrozen(config));
   });
 
@@ -129,6 +131,8 @@ describe('values', () => {
       MAX_TASK_PAYLOAD_BYTES: '1024',
       TASK_RETENTION_DAYS: '7',
       TRUST_PROXY: '2',
+      METRICS_TOKEN: 'm'.repeat(20),
+      WORKER_HTTP_PORT: '9100',
     });
     assert.equal(config.host, '127.0.0.1');
     assert.equal(config.port, 8080);
@@ -150,6 +154,8 @@ describe('values', () => {
     assert.equal(config.maxTaskPayloadBytes, 1024);
     assert.equal(config.taskRetentionDays, 7);
     assert.equal(config.trustedProxies, 2);
+    assert.equal(config.metricsToken, 'm'.repeat(20));
+    assert.equal(config.workerHttpPort, 9100);
   });
 
   test('TASK_RETENTION_DAYS=0 keeps finished tasks forever', () => {
@@ -212,6 +218,9 @@ describe('values', () => {
       ['TASK_RETENTION_DAYS', '36501'],
       ['TRUST_PROXY', 'yes please'],
       ['TRUST_PROXY', '10.0.0.1'],
+      ['METRICS_TOKEN', 'short'],
+      ['WORKER_HTTP_PORT', '70000'],
+      ['WORKER_HTTP_PORT', 'nine'],
       ['SLACK_WEBHOOK_URL', 'not a url'],
       ['NODE_ENV', 'staging'],
     ];

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createMetrics } from '../src/metrics/metrics.js';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -264,7 +265,7 @@ describe('events from elsewhere', () => {
   test('a stream on a second API process sees the tasks the first one created and its worker ran', async () => {
     const notifications = createNotifications(app.database.url, { watch: app.watch });
     await notifications.ready;
-    const secondApi = createApp({ db: app.db, boss: app.boss, config: app.config, logger: silentLogger, notifications });
+    const secondApi = createApp({ db: app.db, boss: app.boss, config: app.config, logger: silentLogger, notifications, metrics: createMetrics() });
     const server = await new Promise<Server>((resolve) => {
       const listening = serve({ fetch: secondApi.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(listening as Server));
     });

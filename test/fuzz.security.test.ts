@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createMetrics } from '../src/metrics/metrics.js';
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -67,7 +68,7 @@ before(async () => {
   const { db, boss, config, notifications, watch } = testApp;
   // The same app as the helper's, served with a logger the test reads.
   const logger = createLogger({ level: 'warn', write: (line) => void problems.push(JSON.parse(line)) });
-  const app = createApp({ db, boss, config, logger, notifications });
+  const app = createApp({ db, boss, config, logger, notifications, metrics: createMetrics() });
   server = await new Promise<Server>((resolve) => {
     const listening = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(listening as Server));
   });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createMetrics } from '../src/metrics/metrics.js';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
@@ -352,7 +353,7 @@ describe('API documentation', () => {
     // The app itself, built in-process, says which routes exist.
     const db = createDb('postgres://postgres@127.0.0.1:1/unused', { max: 1 });
     try {
-      const inProcess = createApp({ db, boss: app.boss, config: app.config, logger: silentLogger, notifications: app.notifications });
+      const inProcess = createApp({ db, boss: app.boss, config: app.config, logger: silentLogger, notifications: app.notifications, metrics: createMetrics() });
       const registered = new Set(
         inProcess.routes
           .filter((route) => route.method !== 'ALL' && !['/openapi.json', '/docs', '/redoc', '/docs/assets/:file'].includes(route.path))
@@ -562,6 +563,7 @@ describe('health', () => {
         config: testConfig('postgres://postgres@127.0.0.1:1/nope'),
         logger: createLogger({ write: (line) => void logLines.push(line) }),
         notifications: app.notifications,
+        metrics: createMetrics(),
       });
     });
 
@@ -608,6 +610,7 @@ describe('health', () => {
         config: testConfig(url),
         logger: createLogger({ write: (line) => void logLines.push(line) }),
         notifications: app.notifications,
+        metrics: createMetrics(),
       });
     });
 

@@ -147,7 +147,7 @@ describe('text the database refuses anyway', () => {
     test(`SQLSTATE ${sqlstate} is 422 {"detail": ...}, logged as a warning rather than an error`, async () => {
       const lines: Record<string, unknown>[] = [];
       const logger = createLogger({ write: (line) => void lines.push(JSON.parse(line)) });
-      const inProcess = createApp({ db: app.db, boss: app.boss, config: app.config, logger, notifications: app.notifications });
+      const inProcess = createApp({ db: app.db, boss: app.boss, config: app.config, logger, notifications: app.notifications, metrics: app.metrics });
       inProcess.post('/refused-text', async (c) => {
         await refusals[sqlstate]!.execute(app.db);
         return c.json({});

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createMetrics } from '../src/metrics/metrics.js';
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
@@ -31,7 +32,7 @@ before(async () => {
   testApp = await startTestApp({ env: { LEGACY_DCL_BASE_URL: await closedPortUrl() } });
   const logger = createLogger({ level: 'debug', write: (line) => void lines.push(JSON.parse(line)) });
   const { db, boss, config, notifications } = testApp;
-  const app = createApp({ db, boss, config, logger, notifications });
+  const app = createApp({ db, boss, config, logger, notifications, metrics: createMetrics() });
   server = await new Promise<Server>((resolve) => {
     const listening = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(listening as Server));
   });

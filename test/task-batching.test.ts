@@ -69,7 +69,7 @@ async function storedByTenant(tenantId: string, channel: string) {
 
 describe('batched task creation', () => {
   test('tasks created at once share one transaction; each gets its own task, job and audit entry', async () => {
-    const creator = createTaskCreator({ db: app.db, queue: createTaskQueue(app.boss), limits: NO_LIMITS });
+    const creator = createTaskCreator({ db: app.db, queue: createTaskQueue(app.boss), limits: NO_LIMITS, metrics: app.metrics });
     const channel = newChannel('together');
     const results = await createAtOnce(creator, Array.from({ length: 20 }, (_, index) => plainTask(user, channel, index)));
     const tasks = results.map((result) => (result.status === 'fulfilled' ? result.value : assert.fail(String(result.reason))));
@@ -86,7 +86,7 @@ describe('batched task creation', () => {
   });
 
   test('one failing task does not fail its batch-mates', async () => {
-    const creator = createTaskCreator({ db: app.db, queue: createTaskQueue(app.boss), limits: NO_LIMITS });
+    const creator = createTaskCreator({ db: app.db, queue: createTaskQueue(app.boss), limits: NO_LIMITS, metrics: app.metrics });
     const channel = newChannel('one-bad');
     // created_by names no user: the database refuses that row (a foreign key), and only that row.
     const bad: NewTask = { ...plainTask(user, channel, 99), createdBy: randomUUID() };
@@ -126,7 +126,7 @@ describe('batched task creation', () => {
         return queue.enqueue(trx, tasks);
       },
     };
-    const creator = createTaskCreator({ db: app.db, queue: dyingOnce, limits: NO_LIMITS });
+    const creator = createTaskCreator({ db: app.db, queue: dyingOnce, limits: NO_LIMITS, metrics: app.metrics });
     const channel = newChannel('lost');
     const first = await createAtOnce(creator, [0, 1, 2].map((index) => plainTask(user, channel, index)));
     for (const result of first) {
@@ -148,7 +148,7 @@ describe('batched task creation', () => {
 
   test('an AOA conflict inside a batch refuses only the second AOA job of that tenant', async () => {
     const other = await registerAndLogin(app, 'batching-aoa');
-    const creator = createTaskCreator({ db: app.db, queue: createTaskQueue(app.boss), limits: NO_LIMITS });
+    const creator = createTaskCreator({ db: app.db, queue: createTaskQueue(app.boss), limits: NO_LIMITS, metrics: app.metrics });
     const channel = newChannel('aoa-mates');
     const results = await createAtOnce(creator, [
       aoaTask(user),

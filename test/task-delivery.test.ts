@@ -46,7 +46,7 @@ after(async () => {
 const neverCanceled: CancelWatch = { watch: () => () => {}, stop: () => {} };
 
 function runner(watch: CancelWatch = cancelWatch) {
-  const execution = createTaskExecution({ db: app.db, queue: createTaskQueue(app.boss), config: app.config });
+  const execution = createTaskExecution({ db: app.db, queue: createTaskQueue(app.boss), config: app.config, metrics: app.metrics });
   const run = createTaskRunner({
     db: app.db,
     config: app.config,

@@ -25,7 +25,7 @@ after(async () => {
   await app.close();
 });
 
-const sweep = () => sweepOrphanedTasks(app.db, createTaskExecution({ db: app.db, queue: createTaskQueue(app.boss), config: app.config }));
+const sweep = () => sweepOrphanedTasks(app.db, createTaskExecution({ db: app.db, queue: createTaskQueue(app.boss), config: app.config, metrics: app.metrics }));
 
 async function backdate(taskId: string, minutes: number) {
   await app.db.updateTable('tasks').set({ updated_at: sql`now() - make_interval(mins => ${minutes})` }).where('id', '=', taskId).execute();

@@ -27,7 +27,7 @@ before(async () => {
   app = await startTestApp({ env: { LEGACY_DCL_BASE_URL: dcl.url } });
   secondNotifications = createNotifications(app.database.url, { watch: app.watch });
   await secondNotifications.ready;
-  secondApi = createApp({ db: app.db, boss: app.boss, config: app.config, logger: silentLogger, notifications: secondNotifications });
+  secondApi = createApp({ db: app.db, boss: app.boss, config: app.config, logger: silentLogger, notifications: secondNotifications, metrics: app.metrics });
 });
 
 after(async () => {
@@ -190,7 +190,7 @@ describe('what a process remembers', () => {
     const user = await registerAndLogin(app, 'relistened');
     const notifications = createNotifications(app.database.url, { applicationName: 'autonomos-relisten-test', watch: app.watch });
     await notifications.ready;
-    const api = createApp({ db: app.db, boss: app.boss, config: app.config, logger: silentLogger, notifications });
+    const api = createApp({ db: app.db, boss: app.boss, config: app.config, logger: silentLogger, notifications, metrics: app.metrics });
     const me = async () => (await api.request('/api/v1/auth/me', { headers: { Authorization: `Bearer ${user.token}` } })).status;
     const listenerPid = async () =>
       (await sql<{ pid: number }>`select pid from pg_stat_activity where application_name = 'autonomos-relisten-test'`.execute(app.db)).rows[0]?.pid;

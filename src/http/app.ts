@@ -1,5 +1,4 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { every } from 'hono/combine';
 import { secureHeaders } from 'hono/secure-headers';
 import { HTTPException } from 'hono/http-exception';
@@ -23,6 +22,8 @@ import { createTaskEventHub } from '../events/task-events.js';
 import { healthRoutes } from '../health/health.routes.js';
 import { idempotent } from '../idempotency/idempotency.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { httpMetrics, metricsRoutes } from '../metrics/metrics.routes.js';
 import { createTaskQueue } from '../queue/task-queue.js';
 import { createTaskListing } from '../tasks/task-listing.js';
 import { taskListingRoutes } from '../tasks/task-listing.routes.js';
@@ -31,6 +32,8 @@ import { createTaskCreator } from '../tasks/task-creation.js';
 import { createTaskService } from '../tasks/tasks.service.js';
 import type { PgBoss } from 'pg-boss';
 import { apiDocsRoutes } from './api-docs.js';
+import { limitBody } from './body-limit.js';
+import { errorResponse } from './error-response.js';
 import { clientAddress } from './client-address.js';
 import { corsForOrigins } from './cors.js';
 import { requestContext } from './middleware.js';
@@ -45,6 +48,8 @@ export interface AppDeps {
   logger: Logger;
   /** This process's LISTEN connection: what other processes change (revoked tokens, ...) reaches it through here. */
   notifications: Notifications;
+  /** This process's metrics (shared with its worker when it runs one). */
+  metrics: Metrics;
   /** Aborted when the process starts shutting down: open event streams end, so the server can close. */
   stopping?: AbortSignal;
 }
@@ -73,20 +78,17 @@ const securityHeaders = (() => {
   return every(headers, noStore);
 })();
 
-/** The one place an AppError becomes a response: its status, `{"detail": ...}` and headers. */
-function errorResponse(c: Context, error: AppError) {
-  return c.json({ detail: error.detail, ...error.extra }, error.status, error.headers);
-}
 
 /** Builds the HTTP application. Everything it touches is passed in, so tests build their own. */
 export function createApp(deps: AppDeps) {
-  const { db, boss, config, logger, notifications } = deps;
+  const { db, boss, config, logger, notifications, metrics } = deps;
   const tokens = createTokenIssuer(config.jwtSecret, config.jwtExpireMinutes);
   const versions = createTokenVersions(db, notifications);
   const authenticated = requireAuth(tokens, versions);
 
   const app = new Hono<AppEnv>();
   app.use(requestContext(logger));
+  app.use(httpMetrics(metrics));
   app.use(drainUnreadBody(config.maxBodyBytes));
   app.use(securityHeaders);
   app.use(corsForOrigins(config.allowedWebOrigins));
@@ -97,12 +99,7 @@ export function createApp(deps: AppDeps) {
         errorResponse(c, new AppError('method_not_allowed', 'Method Not Allowed', { headers: { Allow: methods.join(', ') } })),
     }),
   );
-  app.use(
-    bodyLimit({
-      maxSize: config.maxBodyBytes,
-      onError: (c) => errorResponse(c, new AppError('payload_too_large', `Request body exceeds ${config.maxBodyBytes} bytes`)),
-    }),
-  );
+  app.use(limitBody(config.maxBodyBytes));
 
   app.route('/', healthRoutes(db));
   app.route('/', authRoutes(createAuthService({ db, tokens, versions, config }), authenticated, (c) => clientAddress(c, config.trustedProxies)));
@@ -112,11 +109,12 @@ export function createApp(deps: AppDeps) {
     db,
     queue,
     limits: { ratePerSecond: config.tenantRateLimitPerSecond, maxUnfinished: config.tenantMaxQueuedTasks },
+    metrics,
     faultPoint: config.faultInjectionPoint,
   });
   // Before the task routes, whose /api/v1/tasks/:id would otherwise take /api/v1/tasks/stats.
   app.route('/', taskListingRoutes(createTaskListing(db), authenticated));
-  app.route('/', taskRoutes(createTaskService({ db, queue, creator, config }), authenticated, idempotency, config.maxTaskPayloadBytes));
+  app.route('/', taskRoutes(createTaskService({ db, queue, creator, config, metrics }), authenticated, idempotency, config.maxTaskPayloadBytes));
   app.route('/', aoaRoutes(createAoaService({ db, creator, config }), authenticated, idempotency));
   const events = createTaskEventHub({
     db,
@@ -127,6 +125,8 @@ export function createApp(deps: AppDeps) {
   });
   deps.stopping?.addEventListener('abort', () => events.close(), { once: true });
   app.route('/', eventRoutes(events, authenticated, credentialsStillValid(tokens, versions), { heartbeatMs: config.eventsHeartbeatSeconds * 1000 }));
+
+  if (config.metricsToken) app.route('/', metricsRoutes(metrics, config.metricsToken));
 
   if (config.apiDocs) {
     app.get('/openapi.json', openApiDocument(app, API_INFO));

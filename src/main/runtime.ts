@@ -9,9 +9,11 @@ import { createNotifications, type Notifications } from '../db/notifications.js'
 import { migrateToLatest } from '../db/migrate.js';
 import { createApp } from '../http/app.js';
 import { createLogger, type Logger } from '../logger.js';
-import { declareQueues } from '../queue/task-queue.js';
+import { createMetrics } from '../metrics/metrics.js';
+import { declareQueues, queueDepths } from '../queue/task-queue.js';
 import { createBoss } from '../queue/boss.js';
 import { startWorker, type Worker } from '../worker/worker.js';
+import { workerHttpApp } from '../worker/worker-http.js';
 import { persistentDevelopmentSecret } from './dev-secret.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';
 
@@ -54,12 +56,17 @@ interface Running {
   server?: Server;
 }
 
-function listen(app: ReturnType<typeof createApp>, config: Config, logger: Logger): Promise<Server> {
+/** Serves `app` on `host:port`; `announce` logs where to find it once it listens. */
+function listen(
+  app: { fetch: (request: Request) => Response | Promise<Response> },
+  address: { host: string; port: number },
+  announce: (base: string) => void,
+): Promise<Server> {
   return new Promise<Server>((resolve, reject) => {
-    const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info: AddressInfo) => {
+    const server = serve({ fetch: app.fetch, hostname: address.host, port: address.port }, (info: AddressInfo) => {
       server.off('error', reject);
       const host = info.address === '0.0.0.0' || info.address === '::' ? 'localhost' : info.address;
-      logger.info('api listening', { url: `http://${host}:${info.port}`, docs: `http://${host}:${info.port}/docs` });
+      announce(`http://${host}:${info.port}`);
       resolve(server as Server);
     }) as Server;
     // EADDRINUSE and the like arrive as an 'error' event, which unheard would crash with a stack trace.
@@ -144,12 +151,21 @@ export async function run(mode: Mode): Promise<void> {
     await boss.start();
     await declareQueues(boss);
 
-    if (mode !== 'api') parts.worker = await startWorker({ db, boss, config, logger, watch });
+    // One registry per process: in `all` mode the API's /metrics shows the worker's counters too.
+    const metrics = createMetrics();
+    metrics.observeQueues(() => queueDepths(boss));
+    if (mode !== 'api') parts.worker = await startWorker({ db, boss, config, logger, watch, metrics });
+    if (mode === 'worker' && config.workerHttpPort !== undefined) {
+      parts.server = await listen(workerHttpApp({ db, logger, metrics, metricsToken: config.metricsToken }), { host: config.host, port: config.workerHttpPort }, (base) =>
+        logger.info('worker http listening', { health: `${base}/health/worker`, ...(config.metricsToken ? { metrics: `${base}/metrics` } : {}) }),
+      );
+    }
     if (mode !== 'worker') {
       const notifications = (parts.notifications = createNotifications(databaseUrl, { applicationName: `autonomos-${mode}-listen`, watch }));
       await notifications.ready;
       const stopping = (parts.stopping = new AbortController());
-      parts.server = await listen(createApp({ db, boss, config, logger, notifications, stopping: stopping.signal }), config, logger);
+      const app = createApp({ db, boss, config, logger, notifications, metrics, stopping: stopping.signal });
+      parts.server = await listen(app, config, (base) => logger.info('api listening', { url: base, docs: `${base}/docs` }));
     }
   };
 

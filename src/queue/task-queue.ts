@@ -1,6 +1,7 @@
 import { fromKysely, type JobAttempt, type JobInsert, type PgBoss } from 'pg-boss';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database, TaskKind, TaskRow } from '../db/schema.js';
+import type { QueueDepth } from '../metrics/metrics.js';
 import { BOSS_SCHEMA } from './boss.js';
 
 /** One pg-boss queue per task kind; AOA jobs are exclusive per tenant. */
@@ -39,6 +40,14 @@ type Trx = Transaction<Database>;
  */
 function deliveryLimit(maxRetries: number): number {
   return 2 * (maxRetries + 1);
+}
+
+/** The task queues' depths, as pg-boss's last maintenance pass counted them (one cheap read each). */
+export async function queueDepths(boss: PgBoss): Promise<QueueDepth[]> {
+  const queues = await Promise.all([TASK_QUEUE.task, TASK_QUEUE.aoa, CALLBACK_QUEUE].map((name) => boss.getQueue(name)));
+  return queues
+    .filter((queue) => queue !== null)
+    .map((queue) => ({ queue: queue.name, deferred: queue.deferredCount, ready: queue.readyCount, active: queue.activeCount, failed: queue.failedCount }));
 }
 
 export async function declareQueues(boss: PgBoss): Promise<void> {

@@ -6,6 +6,7 @@ import type { Db } from '../db/client.js';
 import { injectFault } from '../lib/fault-injection.js';
 import { anyAddressAgent, OutboundTimeoutError, publicOnlyAgent, sendOutbound } from '../lib/outbound-http.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { assertPublicHost, nonPublicCause } from '../lib/public-address.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
@@ -34,6 +35,11 @@ function hostOf(url: string): string {
   return new URL(url).hostname.replace(/\.+$/, '');
 }
 
+interface Delivered {
+  outcome: 'sent' | 'failed' | 'refused';
+  entry: string;
+}
+
 export interface CallbackDelivery {
   taskId: string;
   tenantId: string;
@@ -47,18 +53,20 @@ export interface CallbackDelivery {
  * at most. The outcome is recorded with the job's completion, so a delivery is repeated only if
  * its worker died before that.
  */
-export function createCallbackSender(deps: { db: Db; queue: TaskQueue; config: Config; logger: Logger; watch: DatabaseWatch }) {
-  const { db, queue, config, logger, watch } = deps;
+export function createCallbackSender(deps: { db: Db; queue: TaskQueue; config: Config; logger: Logger; watch: DatabaseWatch; metrics: Metrics }) {
+  const { db, queue, config, logger, watch, metrics } = deps;
   const refusedHosts = operatorHosts(config);
   const persist = <T>(operation: string, work: () => Promise<T>) =>
     retryWhileUnavailable(work, { watch, operation });
 
-  /** The audit entry that says how the delivery went. */
-  async function deliver(url: string, body: unknown, log: Logger): Promise<string> {
+  /** How the delivery went, and the audit entry that says so. */
+  async function deliver(url: string, body: unknown, log: Logger): Promise<Delivered> {
+    const refused = (reason: string): Delivered => ({ outcome: 'refused', entry: audit.callbackRefused(url, reason) });
+    const failed = (reason: string): Delivered => ({ outcome: 'failed', entry: audit.callbackFailed(reason) });
     try {
       if (!config.callbackAllowPrivateNetworks) assertPublicHost(url);
       // Checked again here: the operator may have moved Slack or the DCL since the task was created.
-      if (isOperatorHost(url, refusedHosts)) return audit.callbackRefused(url, OPERATOR_HOST_REFUSAL);
+      if (isOperatorHost(url, refusedHosts)) return refused(OPERATOR_HOST_REFUSAL);
       const response = await sendOutbound({
         method: 'POST',
         url,
@@ -67,18 +75,18 @@ export function createCallbackSender(deps: { db: Db; queue: TaskQueue; config: C
         maxBodyBytes: 0,
         agent: config.callbackAllowPrivateNetworks ? anyAddressAgent : publicOnlyAgent,
       });
-      if (response.status >= 200 && response.status < 300) return audit.callbackSent(response.status);
-      return audit.callbackFailed(`receiver answered with status ${response.status}`);
+      if (response.status >= 200 && response.status < 300) return { outcome: 'sent', entry: audit.callbackSent(response.status) };
+      return failed(`receiver answered with status ${response.status}`);
     } catch (error) {
       const refusal = nonPublicCause(error);
       if (refusal) {
         // The resolved address stays in the server log: the tenant reads the audit trail, and must
         // not learn how internal names resolve.
         log.warn('callback refused', { reason: refusal.message });
-        return audit.callbackRefused(url, 'the target is not a public address (set CALLBACK_ALLOW_PRIVATE_NETWORKS=true to allow private targets)');
+        return refused('the target is not a public address (set CALLBACK_ALLOW_PRIVATE_NETWORKS=true to allow private targets)');
       }
-      if (error instanceof OutboundTimeoutError) return audit.callbackFailed(`no answer within ${config.callbackTimeoutSeconds} s`);
-      return audit.callbackFailed((error as Error).message);
+      if (error instanceof OutboundTimeoutError) return failed(`no answer within ${config.callbackTimeoutSeconds} s`);
+      return failed((error as Error).message);
     }
   }
 
@@ -90,13 +98,14 @@ export function createCallbackSender(deps: { db: Db; queue: TaskQueue; config: C
     // Ids chosen here keep each entry single when a write is retried after a lost reply.
     const [attemptEntry, outcomeEntry] = [randomUUID(), randomUUID()];
     await persist('auditing a callback', () => store.auditOnce(attemptEntry, task.id, audit.callbackAttempt(task.callback_url!)));
-    const outcome = await deliver(task.callback_url, toTaskOut(task), log);
+    const { outcome, entry } = await deliver(task.callback_url, toTaskOut(task), log);
     injectFault(config.faultInjectionPoint, 'during-callback');
     await persist('recording a callback', () =>
       db.transaction().execute(async (trx) => {
-        await taskStore(trx, delivery.tenantId).auditOnce(outcomeEntry, task.id, outcome);
+        await taskStore(trx, delivery.tenantId).auditOnce(outcomeEntry, task.id, entry);
         await queue.completeCallback(trx, delivery.attempt);
       }),
     );
+    metrics.callback(outcome);
   };
 }

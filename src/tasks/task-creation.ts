@@ -5,6 +5,7 @@ import type { Db } from '../db/client.js';
 import type { Database, TaskKind, TaskRow } from '../db/schema.js';
 import { injectFault, type FaultPoint } from '../lib/fault-injection.js';
 import { createWriteBuffer, writeEachAloneOnFailure, type Settled } from '../lib/write-buffer.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
 import { createTaskQuotas, type CreationLimits } from './task-quotas.js';
@@ -170,12 +171,19 @@ export interface TaskCreator {
  * again one task per transaction, so one task's conflict fails only its own request; an
  * unavailable database fails exactly the requests of that batch.
  */
-export function createTaskCreator(deps: { db: Db; queue: TaskQueue; limits: CreationLimits; faultPoint?: FaultPoint | undefined }): TaskCreator {
-  const { db, queue } = deps;
+export function createTaskCreator(deps: {
+  db: Db;
+  queue: TaskQueue;
+  limits: CreationLimits;
+  metrics: Metrics;
+  faultPoint?: FaultPoint | undefined;
+}): TaskCreator {
+  const { db, queue, metrics } = deps;
   const quotas = createTaskQuotas(db, deps.limits);
   const write = async (tasks: NewTask[]): Promise<Created[]> => {
     const created = await db.transaction().execute((trx) => createTasks(trx, queue, tasks));
     injectFault(deps.faultPoint, 'after-create-commit');
+    metrics.tasksCreated(created.filter((task): task is TaskRow => !(task instanceof AoaSlotTakenError)));
     return created;
   };
   const settle = (created: Created): Settled<TaskRow> =>

@@ -1,6 +1,7 @@
 import type { JobAttempt } from 'pg-boss';
 import type { ActionOutcome } from '../actions/action.js';
 import type { Config } from '../config.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { Db } from '../db/client.js';
 import { injectFault } from '../lib/fault-injection.js';
 import type { TaskRow } from '../db/schema.js';
@@ -39,14 +40,16 @@ export function createTaskExecution(deps: {
   db: Db;
   queue: TaskQueue;
   config: Config;
+  /** Counts what the worker does: starts, outcomes, retries, chained creations (after each commit). */
+  metrics: Metrics;
   /** Told (after commit) when a retry has been scheduled, so a worker can be woken right on time. */
   onRetryScheduled?: (task: TaskRow, runAt: Date) => void;
 }) {
-  const { db, queue, config } = deps;
+  const { db, queue, config, metrics } = deps;
 
   /** Records a failed attempt: a retry on the configured schedule while retries remain, else final failure. */
   async function fail(delivery: Delivery, heldBy: number, error: string): Promise<void> {
-    const retry = await db.transaction().execute(async (trx): Promise<TaskRow | undefined> => {
+    const recorded = await db.transaction().execute(async (trx): Promise<{ outcome: 'retried' | 'failed'; task: TaskRow } | undefined> => {
       const store = taskStore(trx, delivery.tenantId);
       const task = await store.findForUpdate(delivery.taskId);
       if (!task || task.status !== 'in_progress' || task.claimed_delivery !== heldBy) return undefined;
@@ -63,15 +66,17 @@ export function createTaskExecution(deps: {
         });
         await store.audit(task.id, audit.retryScheduled(task.retry_count + 1, task.max_retries));
         await queue.retryAt(trx, task, delivery.attempt, retry!.scheduled_for!, error);
-        return retry;
+        return { outcome: 'retried', task: retry! };
       }
       const failed = await store.finish(task.id, heldBy, { status: 'failed', result: { error } });
       await store.audit(task.id, audit.permanentlyFailed);
       await queue.complete(trx, [{ task: failed!, attempt: delivery.attempt }]);
       await queue.enqueueCallbacks(trx, [failed!]);
-      return undefined;
+      return { outcome: 'failed', task: failed! };
     });
-    if (retry?.scheduled_for) deps.onRetryScheduled?.(retry, retry.scheduled_for);
+    if (!recorded) return;
+    metrics.tasksFinished(recorded.outcome, [recorded.task]);
+    if (recorded.outcome === 'retried') deps.onRetryScheduled?.(recorded.task, recorded.task.scheduled_for!);
   }
 
   /** Why a delivery that claimed nothing does not run, recording the attempt it finds lost. */
@@ -102,6 +107,7 @@ export function createTaskExecution(deps: {
       deliveries.map((delivery) => ({ tenantId: delivery.tenantId, taskId: delivery.taskId, delivery: delivery.attempt.retryCount })),
       audit.started,
     );
+    metrics.tasksStarted(claimed.map((task) => ({ ...task, dueAt: task.due_at })));
     const byId = new Map(claimed.map((task) => [task.id, task]));
     return Promise.all(
       deliveries.map(async (delivery): Promise<Begin> => {
@@ -117,7 +123,7 @@ export function createTaskExecution(deps: {
    * A delivery that no longer holds its attempt (canceled, or recorded by another) changes nothing.
    */
   async function succeedMany(successes: readonly Success[]): Promise<void> {
-    await db.transaction().execute(async (trx) => {
+    const recorded = await db.transaction().execute(async (trx) => {
       const finished = await recordSuccesses(
         trx,
         successes.map(({ delivery, outcome }) => ({
@@ -129,7 +135,7 @@ export function createTaskExecution(deps: {
         })),
         audit.chaining,
       );
-      if (finished.length === 0) return;
+      if (finished.length === 0) return { finished, children: [] };
       const attemptOf = new Map(successes.map(({ delivery }) => [delivery.taskId, delivery.attempt]));
       await queue.complete(trx, finished.map((task) => ({ task, attempt: attemptOf.get(task.id)! })));
       const parents = finished.filter((task) => task.on_success_next_task);
@@ -152,7 +158,10 @@ export function createTaskExecution(deps: {
       });
       const linked = new Map((await linkNextTasks(trx, links)).map((task) => [task.id, task]));
       await queue.enqueueCallbacks(trx, finished.map((task) => linked.get(task.id) ?? task));
+      return { finished, children: children as TaskRow[] };
     });
+    metrics.tasksFinished('succeeded', recorded.finished);
+    metrics.tasksCreated(recorded.children);
   }
 
   return {
@@ -164,16 +173,19 @@ export function createTaskExecution(deps: {
      * the row lock: a task that moved on, or whose job is live after all, is left alone.
      */
     async failOrphaned(task: { id: string; tenantId: string }): Promise<boolean> {
-      return db.transaction().execute(async (trx) => {
+      const failed = await db.transaction().execute(async (trx) => {
         const store = taskStore(trx, task.tenantId);
         const current = await store.findForUpdate(task.id);
-        if (!current || (current.status !== 'queued' && current.status !== 'in_progress')) return false;
-        if (await queue.hasLiveJob(trx, current)) return false;
+        if (!current || (current.status !== 'queued' && current.status !== 'in_progress')) return undefined;
+        if (await queue.hasLiveJob(trx, current)) return undefined;
         const failed = (await store.end(current.id, { status: 'failed', result: { error: ORPHANED_ERROR } }))!;
         await store.audit(current.id, audit.failed(ORPHANED_ERROR), audit.permanentlyFailed);
         await queue.enqueueCallbacks(trx, [failed]);
-        return true;
+        return failed;
       });
+      if (!failed) return false;
+      metrics.tasksFinished('failed', [failed]);
+      return true;
     },
 
     /** Records this delivery's attempt as failed. */

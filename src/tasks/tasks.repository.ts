@@ -313,9 +313,9 @@ export interface DeliveredTask {
  * so a second delivery of the same job claims nothing, even after its failed attempt put the task
  * back to queued for a retry. Returns the tasks claimed.
  */
-export async function claimTasks(db: Kysely<Database>, tasks: readonly DeliveredTask[], message: string): Promise<TaskRow[]> {
+export async function claimTasks(db: Kysely<Database>, tasks: readonly DeliveredTask[], message: string): Promise<ClaimedTask[]> {
   if (tasks.length === 0) return [];
-  const { rows } = await sql<TaskRow>`
+  const { rows } = await sql<ClaimedTask>`
     with input as (
       select * from unnest(${tasks.map((task) => task.taskId)}::uuid[], ${tasks.map((task) => task.tenantId)}::uuid[],
                            ${tasks.map((task) => task.delivery)}::int[]) as x(id, tenant_id, delivery)
@@ -323,10 +323,11 @@ export async function claimTasks(db: Kysely<Database>, tasks: readonly Delivered
     claimed as (
       update tasks set status = 'in_progress', started_at = now(), claimed_delivery = input.delivery,
                        scheduled_for = null, updated_at = now()
-      from input
+      from input join tasks as queued on queued.tenant_id = input.tenant_id and queued.id = input.id
       where tasks.id = input.id and tasks.tenant_id = input.tenant_id and tasks.status = 'queued'
         and (tasks.claimed_delivery is null or tasks.claimed_delivery < input.delivery)
-      returning tasks.*
+      -- queued is the row as it was before this claim: when it was due, its retry's or schedule's time.
+      returning tasks.*, coalesce(queued.scheduled_for, queued.created_at) as due_at
     ),
     audited as (
       insert into task_logs (task_id, tenant_id, message) select id, tenant_id, ${message}::text from claimed
@@ -335,6 +336,9 @@ export async function claimTasks(db: Kysely<Database>, tasks: readonly Delivered
   `.execute(db);
   return rows;
 }
+
+/** A task just claimed, and when it had become due (created, or its schedule's or retry's time). */
+export type ClaimedTask = TaskRow & { due_at: Date };
 
 /** A successful attempt to record: its result and the audit entries its action produced. */
 export interface SucceededTask extends DeliveredTask {

@@ -1,6 +1,7 @@
 import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
 import type { TaskRow } from '../db/schema.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { AppError, type ValidationIssue } from '../errors.js';
 import type { AuthContext } from '../http/types.js';
 import { assertPublicHost, NonPublicDestinationError } from '../lib/public-address.js';
@@ -83,8 +84,9 @@ export function createTaskService(deps: {
   queue: TaskQueue;
   creator: TaskCreator;
   config: Pick<Config, 'callbackAllowPrivateNetworks' | 'slackWebhookUrl' | 'legacyDclBaseUrl'>;
+  metrics: Metrics;
 }): TaskService {
-  const { db, queue, creator, config } = deps;
+  const { db, queue, creator, config, metrics } = deps;
   const callbackPolicy = { allowPrivate: config.callbackAllowPrivateNetworks, operatorHosts: operatorHosts(config) };
 
   return {
@@ -134,7 +136,7 @@ export function createTaskService(deps: {
 
     async cancel(auth, id) {
       assertTaskId(id);
-      return db.transaction().execute(async (trx) => {
+      const canceled = await db.transaction().execute(async (trx) => {
         const store = taskStore(trx, auth.tenantId);
         // Locked, so a worker finishing the attempt right now waits and then finds it canceled.
         const task = await store.findForUpdate(id);
@@ -146,8 +148,10 @@ export function createTaskService(deps: {
         await store.audit(id, audit.canceled);
         await queue.cancel(trx, canceled);
         await queue.enqueueCallbacks(trx, [canceled]);
-        return toTaskOut(canceled);
+        return canceled;
       });
+      metrics.tasksCanceled([canceled]);
+      return toTaskOut(canceled);
     },
 
     async logs(auth, id) {

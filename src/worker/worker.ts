@@ -7,6 +7,7 @@ import type { Config } from '../config.js';
 import type { DatabaseWatch } from '../db/availability.js';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { CALLBACK_QUEUE, createTaskQueue, TASK_QUEUE, tasksWithoutLiveJob, type TaskJobData } from '../queue/task-queue.js';
 import { createCallbackSender } from '../tasks/callbacks.js';
 import { createTaskExecution, type TaskExecution } from '../tasks/task-execution.js';
@@ -22,6 +23,7 @@ export interface WorkerDeps {
   logger: Logger;
   /** Where database failures are reported: an outage is logged once, and retried until it ends. */
   watch: DatabaseWatch;
+  metrics: Metrics;
 }
 
 export interface Worker {
@@ -70,7 +72,7 @@ export async function sweepOrphanedTasks(db: Db, execution: TaskExecution, idleS
 }
 
 export async function startWorker(deps: WorkerDeps): Promise<Worker> {
-  const { db, boss, config, logger, watch } = deps;
+  const { db, boss, config, logger, watch, metrics } = deps;
   const heartbeat = await startHeartbeat(db, watch);
   const cancelWatch = startCancelWatch(db, watch);
   const queue = createTaskQueue(boss);
@@ -78,6 +80,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     db,
     queue,
     config,
+    metrics,
     // The 0.5 s poll alone would start retries up to half a second late; wake this process's
     // workers when the retry comes due (other processes still find it by polling).
     onRetryScheduled: (task, runAt) => {
@@ -96,7 +99,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     cancelWatch,
     resolveAction: (task) => actionFor(task.kind, task.payload),
   });
-  const sendCallback = createCallbackSender({ db, queue, config, logger, watch });
+  const sendCallback = createCallbackSender({ db, queue, config, logger, watch, metrics });
   const housekeeping = setInterval(() => {
     sweepOrphanedTasks(db, execution).catch((error: unknown) => watch.failed(error, 'orphaned task sweep'));
     deleteEndedWindows(db).catch((error: unknown) => watch.failed(error, 'sign-in throttle cleanup'));

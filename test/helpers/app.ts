@@ -9,7 +9,8 @@ import { createDb, pingDatabase, type Db } from '../../src/db/client.js';
 import { createNotifications, type Notifications } from '../../src/db/notifications.js';
 import { createApp } from '../../src/http/app.js';
 import { silentLogger } from '../../src/logger.js';
-import { declareQueues } from '../../src/queue/task-queue.js';
+import { createMetrics, type Metrics } from '../../src/metrics/metrics.js';
+import { declareQueues, queueDepths } from '../../src/queue/task-queue.js';
 import { createBoss } from '../../src/queue/boss.js';
 import { startWorker, type Worker } from '../../src/worker/worker.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
@@ -32,6 +33,8 @@ export interface TestApp {
   config: Config;
   watch: DatabaseWatch;
   notifications: Notifications;
+  /** The app's metrics, shared with its in-process workers (as in `npm start`). */
+  metrics: Metrics;
   database: TestDatabase;
   request(method: string, path: string, init?: RequestOptions & { json?: unknown; body?: string | URLSearchParams }): Promise<TestResponse>;
   get(path: string, options?: RequestOptions): Promise<TestResponse>;
@@ -77,7 +80,9 @@ export async function startTestApp(options: { env?: Record<string, string>; work
   await declareQueues(boss);
   const notifications = createNotifications(database.url, { watch });
   await notifications.ready;
-  const app = createApp({ db, boss, config, logger: silentLogger, notifications });
+  const metrics = createMetrics();
+  metrics.observeQueues(() => queueDepths(boss));
+  const app = createApp({ db, boss, config, logger: silentLogger, notifications, metrics });
   const server = await new Promise<Server>((resolve) => {
     const listening = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(listening as Server));
   });
@@ -106,13 +111,14 @@ export async function startTestApp(options: { env?: Record<string, string>; work
     config,
     watch,
     notifications,
+    metrics,
     database,
     request,
     get: (path, opts) => request('GET', path, opts),
     post: (path, json, opts) => request('POST', path, { ...opts, json }),
     delete: (path, opts) => request('DELETE', path, opts),
     async startWorker() {
-      const worker = await startWorker({ db, boss, config, logger: silentLogger, watch });
+      const worker = await startWorker({ db, boss, config, logger: silentLogger, watch, metrics });
       workers.push(worker);
       return worker;
     },

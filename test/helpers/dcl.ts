@@ -43,7 +43,7 @@ export async function closedPortUrl(): Promise<string> {
  */
 export function appWithEnv(app: TestApp, env: Record<string, string>) {
   const config = testConfig(app.database.url, { SECRET_KEY: app.config.jwtSecret, ...env });
-  const inProcess = createApp({ db: app.db, boss: app.boss, config, logger: silentLogger, notifications: app.notifications });
+  const inProcess = createApp({ db: app.db, boss: app.boss, config, logger: silentLogger, notifications: app.notifications, metrics: app.metrics });
   const call = async (method: string, path: string, token: string) => {
     const response = await inProcess.request(path, { method, headers: { Authorization: `Bearer ${token}` } });
     const text = await response.text();
