@@ -34,7 +34,9 @@ function tokenForm(username: string, password: string): Promise<TestResponse> {
 }
 
 function assertUserOut(body: any, expected: { email: string; tenantName: string }) {
-  assert.deepEqual(Object.keys(body).sort(), ['created_at', 'email', 'id', 'tenant', 'tenant_id']);
+  assert.deepEqual(Object.keys(body).sort(), ['created_at', 'email', 'id', 'role', 'tenant', 'tenant_id']);
+  // Whoever registers a tenant owns it.
+  assert.equal(body.role, 'owner');
   assert.match(body.id, UUID);
   assert.equal(body.email, expected.email);
   assert.match(body.tenant_id, UUID);

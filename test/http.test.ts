@@ -397,12 +397,12 @@ describe('API documentation', () => {
   test('response shapes are documented', () => {
     for (const key of ['post /users/register', 'post /api/v1/auth/register']) {
       const schema = operation(key).responses['201']?.content?.['application/json']?.schema;
-      assert.deepEqual(Object.keys(schema?.properties ?? {}).sort(), ['created_at', 'email', 'id', 'tenant', 'tenant_id'], key);
+      assert.deepEqual(Object.keys(schema?.properties ?? {}).sort(), ['created_at', 'email', 'id', 'role', 'tenant', 'tenant_id'], key);
       assert.ok(operation(key).responses['409'], `${key} documents the tenant conflict`);
     }
     for (const key of ['get /users/me', 'get /api/v1/auth/me']) {
       const schema = operation(key).responses['200']?.content?.['application/json']?.schema;
-      assert.deepEqual(Object.keys(schema?.properties ?? {}).sort(), ['created_at', 'email', 'id', 'tenant', 'tenant_id'], key);
+      assert.deepEqual(Object.keys(schema?.properties ?? {}).sort(), ['created_at', 'email', 'id', 'role', 'tenant', 'tenant_id'], key);
     }
     for (const key of ['post /token', 'post /api/v1/auth/login']) {
       const schema = operation(key).responses['200']?.content?.['application/json']?.schema;

@@ -482,7 +482,7 @@ describe('a tenant with 50,000 tasks', () => {
       log: (event) => void (event.level === 'query' && captured.push(event.query)),
     });
     const listing = createTaskListing(logged);
-    const auth = { tenantId: user.tenantId, userId: user.userId, email: user.email, tokenVersion: 0 };
+    const auth = { tenantId: user.tenantId, userId: user.userId, role: 'viewer' as const };
     const explain = async (query: Record<string, string | string[]>) => {
       const page = await listing.list(auth, v.parse(TaskListQuery, query));
       const { sql: text, parameters } = captured.at(-1)!;

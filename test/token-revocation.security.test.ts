@@ -162,7 +162,7 @@ describe('what a process remembers', () => {
     const notifications = fakeNotifications();
     const versions = createTokenVersions(db, notifications);
     try {
-      const holder = { tenantId: user.tenantId, tokenVersion: 0 };
+      const holder = { tenantId: user.tenantId, tokenVersion: 0, role: 'owner' };
       assert.deepEqual(await Promise.all([versions.holder(user.userId), versions.holder(user.userId)]), [holder, holder]);
       assert.deepEqual(await versions.holder(user.userId), holder);
       assert.equal(lookups.length, 1, 'one lookup for simultaneous and later requests');

@@ -5,6 +5,7 @@ import * as security from './0003_security.js';
 import * as taskListing from './0004_task_listing.js';
 import * as taskOperations from './0005_task_operations.js';
 import * as taskEvents from './0006_task_events.js';
+import * as roles from './0007_roles.js';
 
 /** Every migration, in order. Listed statically so the compiled image needs no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   '0004_task_listing': taskListing,
   '0005_task_operations': taskOperations,
   '0006_task_events': taskEvents,
+  '0007_roles': roles,
 };

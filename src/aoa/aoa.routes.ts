@@ -2,7 +2,8 @@ import { Hono, type MiddlewareHandler } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import * as v from 'valibot';
 import { describeRoute } from '../http/openapi.js';
-import type { AppEnv } from '../http/types.js';
+import type { Authenticated } from '../auth/auth.middleware.js';
+import type { AppEnv, AuthenticatedEnv } from '../http/types.js';
 import { jsonBody } from '../http/validation.js';
 import { idempotencyKeyParameter } from '../idempotency/idempotency.js';
 import { TaskOut } from '../tasks/tasks.schemas.js';
@@ -18,7 +19,7 @@ const accepted = {
 };
 
 /** The AOA routes; `idempotent` honours Idempotency-Key on the job-creating ones. */
-export function aoaRoutes(aoa: AoaService, authenticated: MiddlewareHandler<AppEnv>, idempotent: MiddlewareHandler<AppEnv>) {
+export function aoaRoutes(aoa: AoaService, authenticated: Authenticated, idempotent: MiddlewareHandler<AuthenticatedEnv>) {
   return new Hono<AppEnv>()
     .get(
       '/api/v1/aoa/state',
@@ -32,7 +33,7 @@ export function aoaRoutes(aoa: AoaService, authenticated: MiddlewareHandler<AppE
           504: { description: 'The backend did not answer within 10 s' },
         },
       }),
-      authenticated,
+      authenticated('viewer'),
       async (c) => {
         const answer = await aoa.state(c.get('auth'), c.get('requestId'));
         return c.json(answer.body as object, answer.status as ContentfulStatusCode);
@@ -41,14 +42,14 @@ export function aoaRoutes(aoa: AoaService, authenticated: MiddlewareHandler<AppE
     .post(
       '/api/v1/aoa/run',
       describeRoute({ summary: 'Enqueue an AOA connect job (Legacy DCL POST /connect)', tags: ['aoa'], parameters: [idempotencyKeyParameter], responses: accepted }),
-      authenticated,
+      authenticated('member'),
       idempotent,
       async (c) => c.json(await aoa.enqueue(c.get('auth'), c.get('requestId'), { action: 'aoa_connect' }), 202),
     )
     .post(
       '/api/v1/aoa/reset',
       describeRoute({ summary: 'Enqueue an AOA reset job (Legacy DCL POST /reset)', tags: ['aoa'], parameters: [idempotencyKeyParameter], responses: accepted }),
-      authenticated,
+      authenticated('member'),
       idempotent,
       async (c) => c.json(await aoa.enqueue(c.get('auth'), c.get('requestId'), { action: 'aoa_reset' }), 202),
     )
@@ -60,7 +61,7 @@ export function aoaRoutes(aoa: AoaService, authenticated: MiddlewareHandler<AppE
         parameters: [idempotencyKeyParameter],
         responses: accepted,
       }),
-      authenticated,
+      authenticated('member'),
       idempotent,
       jsonBody(ProdModeBody),
       async (c) => {

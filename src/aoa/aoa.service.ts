@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
 import { AppError } from '../errors.js';
-import type { AuthContext } from '../http/types.js';
+import type { Principal } from '../http/types.js';
 import { toTaskOut } from '../tasks/task-json.js';
 import { taskStore } from '../tasks/tasks.repository.js';
 import type { TaskOut } from '../tasks/tasks.schemas.js';
@@ -18,9 +18,9 @@ export type AoaJob =
 
 export interface AoaService {
   /** The Legacy DCL state, as the backend answered it. */
-  state(auth: AuthContext, requestId: string): Promise<{ status: number; body: unknown }>;
+  state(auth: Principal, requestId: string): Promise<{ status: number; body: unknown }>;
   /** Creates and enqueues an AOA job; 409 while the tenant has one queued or running. */
-  enqueue(auth: AuthContext, requestId: string, job: AoaJob): Promise<TaskOut>;
+  enqueue(auth: Principal, requestId: string, job: AoaJob): Promise<TaskOut>;
 }
 
 export function createAoaService(deps: { db: Db; creator: TaskCreator; config: Config }): AoaService {

@@ -1,11 +1,13 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
+import type { Role } from '../http/types.js';
 
 export interface UserWithTenant {
   id: string;
   email: string;
   hashed_password: string;
   token_version: number;
+  role: Role;
   tenant_id: string;
   tenant_name: string;
   created_at: Date;
@@ -20,6 +22,7 @@ function usersWithTenant(db: Kysely<Database>) {
       'users.email',
       'users.hashed_password',
       'users.token_version',
+      'users.role',
       'users.tenant_id',
       'tenants.name as tenant_name',
       'users.created_at',
@@ -42,7 +45,7 @@ export async function insertUser(
   return db
     .insertInto('users')
     .values({ tenant_id: user.tenantId, email: user.email, hashed_password: user.hashedPassword })
-    .returning(['id', 'email', 'tenant_id', 'created_at'])
+    .returning(['id', 'email', 'tenant_id', 'role', 'created_at'])
     .executeTakeFirstOrThrow();
 }
 

@@ -1,5 +1,6 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { describeRoute } from '../http/openapi.js';
+import type { Authenticated } from './auth.middleware.js';
 import type { AppEnv } from '../http/types.js';
 import { formBody, jsonBody } from '../http/validation.js';
 import type { AuthService } from './auth.service.js';
@@ -39,11 +40,11 @@ const me = describeRoute({ summary: 'The current user', tags: ['auth'], response
  * Both route sets of the reference: the original (`/users/register`, `/token`, `/users/me`) and
  * `/api/v1/auth/*`. They differ only in field names and body encoding; the service is one.
  */
-export function authRoutes(auth: AuthService, authenticated: MiddlewareHandler<AppEnv>, clientAddress: (c: Context) => string) {
+export function authRoutes(auth: AuthService, authenticated: Authenticated, clientAddress: (c: Context) => string) {
   const register = async (c: Context, tenantName: string, email: string, password: string) =>
     auth.register({ tenantName, email, password, clientAddress: clientAddress(c) });
   const login = async (c: Context, email: string, password: string) => auth.login({ email, password, clientAddress: clientAddress(c) });
-  const currentUser = new Hono<AppEnv>().get('/', me, authenticated, async (c) => c.json(await auth.currentUser(c.get('auth'))));
+  const currentUser = new Hono<AppEnv>().get('/', me, authenticated('viewer'), async (c) => c.json(await auth.currentUser(c.get('auth'))));
 
   return new Hono<AppEnv>()
     .post('/users/register', registered, jsonBody(LegacyRegisterBody), async (c) => {
@@ -62,7 +63,7 @@ export function authRoutes(auth: AuthService, authenticated: MiddlewareHandler<A
       const body = c.req.valid('json');
       return c.json(await login(c, body.email, body.password));
     })
-    .post('/api/v1/auth/logout', revoke, authenticated, async (c) => {
+    .post('/api/v1/auth/logout', revoke, authenticated('viewer'), async (c) => {
       await auth.revokeTokens(c.get('auth'));
       return c.body(null, 204);
     })

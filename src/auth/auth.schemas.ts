@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { ROLES } from '../http/types.js';
 import { INVISIBLE_OR_CONTROL } from '../lib/text.js';
 
 export const EmailSchema = v.pipe(
@@ -69,6 +70,7 @@ export const UserOut = v.object({
   email: v.pipe(v.string(), v.email()),
   tenant_id: v.pipe(v.string(), v.uuid()),
   tenant: v.object({ id: v.pipe(v.string(), v.uuid()), name: v.string() }),
+  role: v.picklist(ROLES),
   created_at: v.pipe(v.string(), v.isoTimestamp()),
 });
 

@@ -5,7 +5,7 @@ import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
 import { violatedUniqueConstraint } from '../db/errors.js';
 import { AppError, notAuthenticated } from '../errors.js';
-import type { AuthContext } from '../http/types.js';
+import type { Principal, Role } from '../http/types.js';
 import { createSemaphore, SemaphoreFullError } from '../lib/semaphore.js';
 import * as users from './auth.repository.js';
 import type { TokenOut, UserOut } from './auth.schemas.js';
@@ -32,17 +32,18 @@ export const PASSWORD_HASHES_ADMITTED = HASH_SLOTS + HASHES_WAITING;
 export interface AuthService {
   register(input: { tenantName: string; email: string; password: string; clientAddress: string }): Promise<UserOut>;
   login(input: { email: string; password: string; clientAddress: string }): Promise<TokenOut>;
-  currentUser(auth: AuthContext): Promise<UserOut>;
+  currentUser(auth: Principal): Promise<UserOut>;
   /** Revokes every token of the user, this one included (signing out everywhere). */
-  revokeTokens(auth: AuthContext): Promise<void>;
+  revokeTokens(auth: Principal): Promise<void>;
 }
 
-function toUserOut(user: { id: string; email: string; tenant_id: string; created_at: Date }, tenantName: string): UserOut {
+function toUserOut(user: { id: string; email: string; tenant_id: string; role: Role; created_at: Date }, tenantName: string): UserOut {
   return {
     id: user.id,
     email: user.email,
     tenant_id: user.tenant_id,
     tenant: { id: user.tenant_id, name: tenantName },
+    role: user.role,
     created_at: user.created_at.toISOString(),
   };
 }

@@ -1,15 +1,16 @@
 import type { Db } from '../db/client.js';
 import type { Notifications } from '../db/notifications.js';
+import type { Role } from '../http/types.js';
 
-/** Sent (by a trigger on users) with the user's id when the user's tokens are revoked or the user is removed. */
+/** Sent (by a trigger on users) with the user's id when the user's tokens are revoked, its role changes or the user is removed. */
 export const USER_TOKENS_CHANNEL = 'autonomos_user_tokens';
 /** Users whose token version this process remembers; the least recently looked up go first. */
 const USERS_KEPT = 10_000;
 /** A safety net beneath the notifications: a remembered version is looked up again after this long. */
 const KEPT_FOR_MS = 60_000;
 
-/** The user a token names, as the database knows it now; undefined when the user is gone. */
-export type TokenHolder = { tenantId: string; tokenVersion: number } | undefined;
+/** The user a token names, as the database knows it now (tenant, token version, role); undefined when the user is gone. */
+export type TokenHolder = { tenantId: string; tokenVersion: number; role: Role } | undefined;
 
 export interface TokenVersions {
   /** Who the user is now: its tenant and current token version, or undefined if it no longer exists. */
@@ -40,8 +41,8 @@ export function createTokenVersions(db: Db, notifications: Notifications): Token
 
   async function lookUp(userId: string): Promise<TokenHolder> {
     const changesBefore = changes;
-    const row = await db.selectFrom('users').select(['tenant_id', 'token_version']).where('id', '=', userId).executeTakeFirst();
-    const holder: TokenHolder = row ? { tenantId: row.tenant_id, tokenVersion: row.token_version } : undefined;
+    const row = await db.selectFrom('users').select(['tenant_id', 'token_version', 'role']).where('id', '=', userId).executeTakeFirst();
+    const holder: TokenHolder = row ? { tenantId: row.tenant_id, tokenVersion: row.token_version, role: row.role } : undefined;
     if (changes === changesBefore && notifications.listening) {
       if (known.size >= USERS_KEPT) known.delete(known.keys().next().value!);
       known.set(userId, { holder, at: Date.now() });

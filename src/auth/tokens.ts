@@ -1,6 +1,5 @@
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { notAuthenticated } from '../errors.js';
-import type { AuthContext } from '../http/types.js';
 import { isUuid } from '../lib/uuid.js';
 
 const ALGORITHM = 'HS256';
@@ -14,18 +13,27 @@ export const TOKEN_AUDIENCE = 'autonomos-api';
  */
 const VERIFIED_TOKENS_KEPT = 10_000;
 
+/** What a token says: whose it is, in which tenant, and the user's token version when it was issued. */
+export interface TokenClaims {
+  userId: string;
+  tenantId: string;
+  email: string;
+  /** A token older than the user's current version is revoked. */
+  tokenVersion: number;
+}
+
 export interface TokenIssuer {
-  issue(user: AuthContext): Promise<string>;
+  issue(user: TokenClaims): Promise<string>;
   /**
    * Verifies signature (HS256 only), expiry and claims; throws a 401 AppError otherwise. Whether
    * the user still exists and the token is not revoked is for the caller to check (TokenVersions).
    */
-  verify(token: string): Promise<AuthContext>;
+  verify(token: string): Promise<TokenClaims>;
 }
 
 export function createTokenIssuer(secret: string, expireMinutes: number): TokenIssuer {
   const key = new TextEncoder().encode(secret);
-  const verified = new Map<string, { auth: AuthContext; expiresAtMs: number }>();
+  const verified = new Map<string, { auth: TokenClaims; expiresAtMs: number }>();
   return {
     async issue(user) {
       return new SignJWT({ user_id: user.userId, tenant_id: user.tenantId, ver: user.tokenVersion })

@@ -1,4 +1,5 @@
 import type { ColumnType, Generated, Selectable } from 'kysely';
+import type { Role } from '../http/types.js';
 
 /** Timestamps come back as Date and are written as Date or ISO strings. */
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -22,6 +23,7 @@ export interface UsersTable {
   hashed_password: string;
   /** Raised to revoke every token issued to the user so far; tokens carry the version they were issued at. */
   token_version: Generated<number>;
+  role: ColumnType<Role, Role | undefined, Role>;
   created_at: GeneratedTimestamp;
 }
 

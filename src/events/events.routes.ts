@@ -2,6 +2,7 @@ import type { HttpBindings } from '@hono/node-server';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { describeRoute } from '../http/openapi.js';
+import type { Authenticated } from '../auth/auth.middleware.js';
 import type { AppEnv } from '../http/types.js';
 import type { StreamEvent, TaskEventHub } from './task-events.js';
 
@@ -54,8 +55,8 @@ function createMailbox(onClose: (reason: string) => void) {
  */
 export function eventRoutes(
   hub: TaskEventHub,
-  authenticated: MiddlewareHandler<AppEnv>,
-  stillAuthorized: (c: Context<AppEnv>) => Promise<boolean>,
+  authenticated: Authenticated,
+  stillAuthorized: (authorization: string | undefined) => Promise<boolean>,
   options: { heartbeatMs: number },
 ) {
   return new Hono<AppEnv>().get(
@@ -96,7 +97,7 @@ export function eventRoutes(
         429: { description: 'The tenant already holds EVENTS_MAX_STREAMS_PER_TENANT streams on this server' },
       },
     }),
-    authenticated,
+    authenticated('viewer'),
     (c) => {
       const auth = c.get('auth');
       const logger = c.get('logger');
@@ -125,7 +126,7 @@ export function eventRoutes(
           if (beating) return;
           beating = true;
           try {
-            if (await stillAuthorized(c)) await stream.write(': ping\n\n');
+            if (await stillAuthorized(c.req.header('Authorization'))) await stream.write(': ping\n\n');
             else mailbox.close('token expired or revoked');
           } finally {
             beating = false;

@@ -84,7 +84,8 @@ export function createApp(deps: AppDeps) {
   const { db, boss, config, logger, notifications, metrics } = deps;
   const tokens = createTokenIssuer(config.jwtSecret, config.jwtExpireMinutes);
   const versions = createTokenVersions(db, notifications);
-  const authenticated = requireAuth(tokens, versions);
+  const credentials = { tokens, versions, apiKeys: { principalFor: async () => undefined } };
+  const authenticated = requireAuth(credentials);
 
   const app = new Hono<AppEnv>();
   app.use(requestContext(logger));
@@ -124,7 +125,7 @@ export function createApp(deps: AppDeps) {
     maxStreamsPerTenant: config.eventsMaxStreamsPerTenant,
   });
   deps.stopping?.addEventListener('abort', () => events.close(), { once: true });
-  app.route('/', eventRoutes(events, authenticated, credentialsStillValid(tokens, versions), { heartbeatMs: config.eventsHeartbeatSeconds * 1000 }));
+  app.route('/', eventRoutes(events, authenticated, credentialsStillValid(credentials), { heartbeatMs: config.eventsHeartbeatSeconds * 1000 }));
 
   if (config.metricsToken) app.route('/', metricsRoutes(metrics, config.metricsToken));
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import type { Logger } from '../logger.js';
-import type { AppEnv } from './types.js';
+import type { AppEnv, AuthenticatedEnv } from './types.js';
 
 const INCOMING_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -19,7 +19,8 @@ export function requestContext(logger: Logger): MiddlewareHandler<AppEnv> {
     const startedAt = performance.now();
     await next();
     c.header('X-Request-ID', requestId);
-    const auth = c.get('auth') as AppEnv['Variables']['auth'] | undefined;
+    // Set only on authenticated routes, which is why the type of every request's context lacks it.
+    const auth = (c.var as Partial<AuthenticatedEnv['Variables']>).auth;
     requestLogger.info('request', {
       method: c.req.method,
       path: c.req.path,

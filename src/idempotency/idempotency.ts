@@ -4,7 +4,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { sql } from 'kysely';
 import type { Db } from '../db/client.js';
 import { AppError } from '../errors.js';
-import type { AppEnv } from '../http/types.js';
+import type { AuthenticatedEnv } from '../http/types.js';
 
 /** How long an answer is kept for its key. */
 export const IDEMPOTENCY_WINDOW_HOURS = 24;
@@ -42,7 +42,7 @@ interface StoredAnswer {
  * are not kept: the key is released, so the client can retry with it. Mounted after
  * authentication: the tenant comes from the token.
  */
-export function idempotent(db: Db): MiddlewareHandler<AppEnv> {
+export function idempotent(db: Db): MiddlewareHandler<AuthenticatedEnv> {
   // Requests of this process answering a key now: duplicates here wait without asking the database.
   const inFlight = new Map<string, Promise<void>>();
 

@@ -2,6 +2,7 @@ import { Hono, type MiddlewareHandler } from 'hono';
 import { validator } from 'hono/validator';
 import type * as v from 'valibot';
 import { describeRoute, type ParameterDoc } from '../http/openapi.js';
+import type { Authenticated } from '../auth/auth.middleware.js';
 import type { AppEnv } from '../http/types.js';
 import { parseOrThrow } from '../http/validation.js';
 import { EXAMINED_PER_PAGE, type TaskListing } from './task-listing.js';
@@ -60,7 +61,7 @@ const listParameters: ParameterDoc[] = [
  * The tenant's tasks in bulk. Mounted before the task routes: `/api/v1/tasks/stats` must reach
  * its own handler, not the one for `/api/v1/tasks/:id`.
  */
-export function taskListingRoutes(listing: TaskListing, authenticated: MiddlewareHandler<AppEnv>) {
+export function taskListingRoutes(listing: TaskListing, authenticated: Authenticated) {
   return new Hono<AppEnv>()
     .get(
       '/api/v1/tasks',
@@ -75,7 +76,7 @@ export function taskListingRoutes(listing: TaskListing, authenticated: Middlewar
         parameters: listParameters,
         responses: { 200: { description: 'One page of tasks', schema: TaskPageOut }, ...invalidQuery },
       }),
-      authenticated,
+      authenticated('viewer'),
       validQuery(TaskListQuery),
       async (c) => c.json(await listing.list(c.get('auth'), c.req.valid('query'))),
     )
@@ -88,7 +89,7 @@ export function taskListingRoutes(listing: TaskListing, authenticated: Middlewar
         parameters: [{ name: 'since', in: 'query', description: 'Count only tasks created at this time or later', schema: timestampSchema }],
         responses: { 200: { description: 'The counts', schema: TaskStatsOut }, ...invalidQuery },
       }),
-      authenticated,
+      authenticated('viewer'),
       validQuery(TaskStatsQuery),
       async (c) => c.json(await listing.stats(c.get('auth'), c.req.valid('query'))),
     );

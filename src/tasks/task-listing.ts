@@ -1,5 +1,5 @@
 import type { Db } from '../db/client.js';
-import type { AuthContext } from '../http/types.js';
+import type { Principal } from '../http/types.js';
 import { encodeCursor, type TaskPosition } from './task-cursor.js';
 import { toTaskOut } from './task-json.js';
 import {
@@ -15,8 +15,8 @@ import { taskStore } from './tasks.repository.js';
 
 /** Reading a tenant's tasks in bulk: the paged list and the counts. */
 export interface TaskListing {
-  list(auth: AuthContext, query: TaskListQuery): Promise<TaskPageOut>;
-  stats(auth: AuthContext, query: TaskStatsQuery): Promise<TaskStatsOut>;
+  list(auth: Principal, query: TaskListQuery): Promise<TaskPageOut>;
+  stats(auth: Principal, query: TaskStatsQuery): Promise<TaskStatsOut>;
 }
 
 /**

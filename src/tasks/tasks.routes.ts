@@ -1,6 +1,7 @@
 import { Hono, type MiddlewareHandler } from 'hono';
 import { describeRoute } from '../http/openapi.js';
-import type { AppEnv } from '../http/types.js';
+import type { Authenticated } from '../auth/auth.middleware.js';
+import type { AppEnv, AuthenticatedEnv } from '../http/types.js';
 import { limitBody } from '../http/body-limit.js';
 import { jsonBody } from '../http/validation.js';
 import { AppError } from '../errors.js';
@@ -27,8 +28,8 @@ const creationLimits = {
  */
 export function taskRoutes(
   tasks: TaskService,
-  authenticated: MiddlewareHandler<AppEnv>,
-  idempotent: MiddlewareHandler<AppEnv>,
+  authenticated: Authenticated,
+  idempotent: MiddlewareHandler<AuthenticatedEnv>,
   maxTaskBytes: number,
 ) {
   const taskBodyLimit: MiddlewareHandler<AppEnv> = maxTaskBytes > 0 ? limitBody(maxTaskBytes, 'Task body') : async (_c, next) => next();
@@ -42,7 +43,7 @@ export function taskRoutes(
         parameters: [idempotencyKeyParameter],
         responses: { 201: { description: 'The tasks, in the order given, status queued', schema: TaskBatchOut }, ...creationLimits },
       }),
-      authenticated,
+      authenticated('member'),
       idempotent,
       jsonBody(CreateTaskBatchBody),
       async (c) => {
@@ -68,7 +69,7 @@ export function taskRoutes(
           429: creationLimits[429],
         },
       }),
-      authenticated,
+      authenticated('member'),
       async (c) => c.json(await tasks.retry(c.get('auth'), c.req.param('id')), 201),
     )
     .post(
@@ -81,7 +82,7 @@ export function taskRoutes(
         parameters: [idempotencyKeyParameter],
         responses: { 201: { description: 'The task, status queued', schema: TaskOut }, ...creationLimits },
       }),
-      authenticated,
+      authenticated('member'),
       taskBodyLimit,
       idempotent,
       jsonBody(CreateTaskBody),
@@ -95,7 +96,7 @@ export function taskRoutes(
         parameters: [taskIdParameter],
         responses: { 200: { description: 'The task', schema: TaskOut }, ...notFound },
       }),
-      authenticated,
+      authenticated('viewer'),
       async (c) => c.json(await tasks.get(c.get('auth'), c.req.param('id'))),
     )
     .delete(
@@ -111,7 +112,7 @@ export function taskRoutes(
           409: { description: 'The task already finished' },
         },
       }),
-      authenticated,
+      authenticated('member'),
       async (c) => c.json(await tasks.cancel(c.get('auth'), c.req.param('id'))),
     )
     .get(
@@ -122,7 +123,7 @@ export function taskRoutes(
         parameters: [taskIdParameter],
         responses: { 200: { description: 'The audit entries', schema: TaskLogsOut }, ...notFound },
       }),
-      authenticated,
+      authenticated('viewer'),
       async (c) => c.json(await tasks.logs(c.get('auth'), c.req.param('id'))),
     );
 }

@@ -3,7 +3,7 @@ import type { Db } from '../db/client.js';
 import type { TaskRow } from '../db/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { AppError, type ValidationIssue } from '../errors.js';
-import type { AuthContext } from '../http/types.js';
+import type { Principal } from '../http/types.js';
 import { assertPublicHost, NonPublicDestinationError } from '../lib/public-address.js';
 import { isUuid } from '../lib/uuid.js';
 import type { TaskQueue } from '../queue/task-queue.js';
@@ -24,14 +24,14 @@ export function assertTaskId(id: string): void {
 }
 
 export interface TaskService {
-  create(auth: AuthContext, body: TaskBody): Promise<TaskOut>;
-  get(auth: AuthContext, id: string): Promise<TaskOut>;
-  cancel(auth: AuthContext, id: string): Promise<TaskOut>;
-  logs(auth: AuthContext, id: string): Promise<TaskLogOut[]>;
+  create(auth: Principal, body: TaskBody): Promise<TaskOut>;
+  get(auth: Principal, id: string): Promise<TaskOut>;
+  cancel(auth: Principal, id: string): Promise<TaskOut>;
+  logs(auth: Principal, id: string): Promise<TaskLogOut[]>;
   /** Creates a new task with the body of a failed or canceled one, linked to it (`retry_of`). */
-  retry(auth: AuthContext, id: string): Promise<TaskOut>;
+  retry(auth: Principal, id: string): Promise<TaskOut>;
   /** Creates every task of the list, or none. */
-  createBatch(auth: AuthContext, bodies: readonly TaskBody[]): Promise<TaskOut[]>;
+  createBatch(auth: Principal, bodies: readonly TaskBody[]): Promise<TaskOut[]>;
 }
 
 const RETRYABLE = new Set(['failed', 'canceled']);
