@@ -61,6 +61,33 @@ function optionalUrl() {
   );
 }
 
+/** The bytes of an AES-256 key, written as 64 hex digits or as base64 (either alphabet, padding optional). */
+export function decodeEncryptionKey(text: string): Buffer | undefined {
+  if (/^[0-9a-f]{64}$/i.test(text)) return Buffer.from(text, 'hex');
+  if (!/^[A-Za-z0-9+/_-]{43}=?$/.test(text)) return undefined;
+  const bytes = Buffer.from(text.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  return bytes.length === 32 ? bytes : undefined;
+}
+
+function encryptionKey() {
+  return v.pipe(
+    v.optional(v.string(), ''),
+    v.trim(),
+    v.check((text) => text === '' || decodeEncryptionKey(text) !== undefined, 'must be 32 bytes written as 64 hex digits or as base64 (openssl rand -base64 32)'),
+    v.transform((text) => (text === '' ? undefined : decodeEncryptionKey(text))),
+  );
+}
+
+/** Comma-separated whole seconds, e.g. a retry schedule. */
+function secondsList(defaultValue: string, max: number) {
+  return v.pipe(
+    v.optional(v.string(), defaultValue),
+    v.regex(/^\s*\d+(\s*,\s*\d+)*\s*$/, 'must be a comma-separated list of whole seconds'),
+    v.transform((value) => value.split(',').map((part) => Number(part.trim()))),
+    v.check((seconds) => seconds.every((second) => second <= max), `each value must be at most ${max}`),
+  );
+}
+
 const EnvSchema = v.object({
   NODE_ENV: v.optional(v.picklist(['development', 'production', 'test']), 'development'),
   HOST: v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty()), '0.0.0.0'),
@@ -70,6 +97,7 @@ const EnvSchema = v.object({
   JWT_SECRET_KEY: v.optional(v.string(), ''),
   JWT_EXPIRE_MINUTES: positiveInteger(30, 60 * 24),
   SLACK_WEBHOOK_URL: optionalUrl(),
+  SLACK_SHARED_WEBHOOK: booleanFlag(true),
   LEGACY_DCL_BASE_URL: optionalUrl(),
   ALLOWED_WEB_ORIGIN: v.pipe(
     v.optional(v.string(), ''),
@@ -89,7 +117,12 @@ const EnvSchema = v.object({
   SLACK_TIMEOUT_SECONDS: positiveInteger(30, 300),
   LEGACY_DCL_TIMEOUT_SECONDS: positiveInteger(10, 300),
   CALLBACK_TIMEOUT_SECONDS: positiveInteger(10, 300),
+  HTTP_REQUEST_TIMEOUT_SECONDS: positiveInteger(30, 300),
   CALLBACK_ALLOW_PRIVATE_NETWORKS: booleanFlag(false),
+  CALLBACK_MAX_RETRIES: limit(0, 25),
+  CALLBACK_RETRY_DELAYS_SECONDS: secondsList('5,300,1800,7200,18000,36000', 86_400),
+  ENCRYPTION_KEY: encryptionKey(),
+  ENCRYPTION_KEY_PREVIOUS: encryptionKey(),
   API_DOCS: booleanFlag(true),
   MAX_BODY_BYTES: positiveInteger(MIB, 100 * MIB),
   WORKER_CONCURRENCY: positiveInteger(8, 256),
@@ -137,6 +170,8 @@ export interface Config {
   readonly jwtSecret: string;
   readonly jwtExpireMinutes: number;
   readonly slackWebhookUrl: string | undefined;
+  /** Whether a tenant without a Slack integration of its own posts through SLACK_WEBHOOK_URL. */
+  readonly slackSharedWebhook: boolean;
   readonly legacyDclBaseUrl: string | undefined;
   readonly allowedWebOrigins: readonly string[];
   readonly retryDelaysSeconds: readonly number[];
@@ -148,7 +183,20 @@ export interface Config {
   readonly legacyDclTimeoutSeconds: number;
   /** One deadline for a whole callback delivery. */
   readonly callbackTimeoutSeconds: number;
+  /** One deadline for a whole http_request task's request (the task's timeout_seconds may end it sooner). */
+  readonly httpRequestTimeoutSeconds: number;
   readonly callbackAllowPrivateNetworks: boolean;
+  /** How often a callback the receiver failed (non-2xx, no answer, unreachable) is sent again; 0: never. */
+  readonly callbackMaxRetries: number;
+  /** Seconds before callback retry 1, 2, ...; the last value repeats. */
+  readonly callbackRetryDelaysSeconds: readonly number[];
+  /**
+   * ENCRYPTION_KEY: the AES-256 key that encrypts tenants' integration secrets (the Slack webhook
+   * URL). Unset, no integration can be stored. Named "secret" so the logger redacts it wherever it goes.
+   */
+  readonly encryptionSecret: Buffer | undefined;
+  /** ENCRYPTION_KEY_PREVIOUS: still decrypts what the key before ENCRYPTION_KEY encrypted, during a key rotation. */
+  readonly previousEncryptionSecret: Buffer | undefined;
   /** Whether /docs, /redoc and /openapi.json are served. */
   readonly apiDocs: boolean;
   readonly maxBodyBytes: number;
@@ -214,6 +262,9 @@ export function loadConfig(
     throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
   }
   const env = parsed.output;
+  if (env.ENCRYPTION_KEY_PREVIOUS && !env.ENCRYPTION_KEY) {
+    throw new ConfigError('ENCRYPTION_KEY_PREVIOUS is set without ENCRYPTION_KEY: a key rotation needs the new key in ENCRYPTION_KEY');
+  }
   if (env.FAULT_INJECTION_POINT !== '' && env.NODE_ENV === 'production') {
     throw new ConfigError('FAULT_INJECTION_POINT is for tests only and is refused when NODE_ENV=production');
   }
@@ -225,6 +276,7 @@ export function loadConfig(
     jwtSecret: resolveJwtSecret(env, options),
     jwtExpireMinutes: env.JWT_EXPIRE_MINUTES,
     slackWebhookUrl: env.SLACK_WEBHOOK_URL,
+    slackSharedWebhook: env.SLACK_SHARED_WEBHOOK,
     legacyDclBaseUrl: env.LEGACY_DCL_BASE_URL?.replace(/\/+$/, ''),
     allowedWebOrigins: Object.freeze(env.ALLOWED_WEB_ORIGIN),
     retryDelaysSeconds: Object.freeze(env.RETRY_DELAYS_SECONDS),
@@ -232,7 +284,12 @@ export function loadConfig(
     slackTimeoutSeconds: env.SLACK_TIMEOUT_SECONDS,
     legacyDclTimeoutSeconds: env.LEGACY_DCL_TIMEOUT_SECONDS,
     callbackTimeoutSeconds: env.CALLBACK_TIMEOUT_SECONDS,
+    httpRequestTimeoutSeconds: env.HTTP_REQUEST_TIMEOUT_SECONDS,
     callbackAllowPrivateNetworks: env.CALLBACK_ALLOW_PRIVATE_NETWORKS,
+    callbackMaxRetries: env.CALLBACK_MAX_RETRIES,
+    callbackRetryDelaysSeconds: Object.freeze(env.CALLBACK_RETRY_DELAYS_SECONDS),
+    encryptionSecret: env.ENCRYPTION_KEY,
+    previousEncryptionSecret: env.ENCRYPTION_KEY_PREVIOUS,
     apiDocs: env.API_DOCS,
     maxBodyBytes: env.MAX_BODY_BYTES,
     workerConcurrency: env.WORKER_CONCURRENCY,

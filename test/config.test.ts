@@ -7,6 +7,8 @@ import { createLogger } from '../src/logger.js';
 
 const STRONG = 's'.repeat(40);
 const OTHER_STRONG = 'j'.repeat(48);
+const KEY_HEX = 'ab'.repeat(32);
+const KEY_BASE64 = Buffer.alloc(32, 0xcd).toString('base64');
 
 function configError(env: NodeJS.ProcessEnv, options?: Parameters<typeof loadConfig>[1]): ConfigError {
   try {
@@ -104,6 +106,11 @@ describe('values', () => {
     assert.equal(config.trustedProxies, 0);
     assert.equal(config.metricsToken, undefined);
     assert.equal(config.workerHttpPort, undefined);
+    assert.equal(config.slackSharedWebhook, true);
+    assert.equal(config.callbackMaxRetries, 0);
+    assert.deepEqual(config.callbackRetryDelaysSeconds, [5, 300, 1800, 7200, 18000, 36000]);
+    assert.equal(config.encryptionSecret, undefined);
+    assert.equal(config.previousEncryptionSecret, undefined);
     assert.ok(Object.isFrozen(config));
   });
 
@@ -133,6 +140,11 @@ describe('values', () => {
       TRUST_PROXY: '2',
       METRICS_TOKEN: 'm'.repeat(20),
       WORKER_HTTP_PORT: '9100',
+      SLACK_SHARED_WEBHOOK: 'false',
+      CALLBACK_MAX_RETRIES: '3',
+      CALLBACK_RETRY_DELAYS_SECONDS: '1, 60',
+      ENCRYPTION_KEY: KEY_HEX,
+      ENCRYPTION_KEY_PREVIOUS: KEY_BASE64,
     });
     assert.equal(config.host, '127.0.0.1');
     assert.equal(config.port, 8080);
@@ -156,6 +168,28 @@ describe('values', () => {
     assert.equal(config.trustedProxies, 2);
     assert.equal(config.metricsToken, 'm'.repeat(20));
     assert.equal(config.workerHttpPort, 9100);
+    assert.equal(config.slackSharedWebhook, false);
+    assert.equal(config.callbackMaxRetries, 3);
+    assert.deepEqual(config.callbackRetryDelaysSeconds, [1, 60]);
+    assert.deepEqual(config.encryptionSecret, Buffer.alloc(32, 0xab));
+    assert.deepEqual(config.previousEncryptionSecret, Buffer.alloc(32, 0xcd));
+  });
+
+  test('ENCRYPTION_KEY is 32 bytes in hex or base64 (either alphabet, padding optional), and ENCRYPTION_KEY_PREVIOUS needs it', () => {
+    const key = Buffer.alloc(32, 0xfb);
+    for (const text of [key.toString('hex'), key.toString('hex').toUpperCase(), key.toString('base64'), key.toString('base64url'), ` ${key.toString('base64')} `]) {
+      assert.deepEqual(loadConfig({ NODE_ENV: 'production', SECRET_KEY: STRONG, ENCRYPTION_KEY: text }).encryptionSecret, key, text);
+    }
+    const wrong = ['too-short', Buffer.alloc(16).toString('hex'), Buffer.alloc(31).toString('base64'), Buffer.alloc(33).toString('base64'), 'z'.repeat(64)];
+    for (const variable of ['ENCRYPTION_KEY', 'ENCRYPTION_KEY_PREVIOUS']) {
+      for (const text of wrong) {
+        const error = configError({ NODE_ENV: 'production', SECRET_KEY: STRONG, ENCRYPTION_KEY: KEY_HEX, [variable]: text });
+        assert.match(error.message, new RegExp(`\\b${variable}\\b`), `${variable}=${text}: ${error.message}`);
+        assert.ok(!error.message.includes(text), 'the message never repeats the value');
+      }
+    }
+    const orphan = configError({ NODE_ENV: 'production', SECRET_KEY: STRONG, ENCRYPTION_KEY_PREVIOUS: KEY_HEX });
+    assert.match(orphan.message, /ENCRYPTION_KEY_PREVIOUS is set without ENCRYPTION_KEY/);
   });
 
   test('TASK_RETENTION_DAYS=0 keeps finished tasks forever', () => {
@@ -222,6 +256,11 @@ describe('values', () => {
       ['WORKER_HTTP_PORT', '70000'],
       ['WORKER_HTTP_PORT', 'nine'],
       ['SLACK_WEBHOOK_URL', 'not a url'],
+      ['SLACK_SHARED_WEBHOOK', 'sometimes'],
+      ['CALLBACK_MAX_RETRIES', '26'],
+      ['CALLBACK_MAX_RETRIES', 'three'],
+      ['CALLBACK_RETRY_DELAYS_SECONDS', '5m'],
+      ['CALLBACK_RETRY_DELAYS_SECONDS', '5,86401'],
       ['NODE_ENV', 'staging'],
     ];
     for (const [variable, value] of cases) {

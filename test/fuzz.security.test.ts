@@ -820,6 +820,8 @@ function anyRouteFamily() {
   const path = fc.constantFrom(
     '/users/register', '/api/v1/auth/register', '/token', '/api/v1/auth/login', '/users/me', '/api/v1/auth/me', '/api/v1/tasks', '/api/v1/tasks/x',
     '/api/v1/aoa/state', '/api/v1/aoa/run', '/api/v1/aoa/reset', '/api/v1/aoa/prod-mode', '/health/api', '/health/worker', '/openapi.json', '/docs', '/redoc',
+    '/api/v1/tenant/users', '/api/v1/tenant/users/x', '/api/v1/tenant/invitations', '/api/v1/tenant/invitations/x', '/api/v1/tenant/api-keys',
+    '/api/v1/tenant/api-keys/x',
   );
   return family(
     'any route',

@@ -55,6 +55,8 @@ function runner(watch: CancelWatch = cancelWatch) {
     execution,
     cancelWatch: watch,
     resolveAction: (task) => actionFor(task.kind, task.payload),
+    // No tenant here has a Slack integration of its own: posts go to the shared webhook.
+    slackFor: async () => undefined,
   });
   return { run, execution };
 }

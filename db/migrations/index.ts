@@ -6,6 +6,9 @@ import * as taskListing from './0004_task_listing.js';
 import * as taskOperations from './0005_task_operations.js';
 import * as taskEvents from './0006_task_events.js';
 import * as roles from './0007_roles.js';
+import * as tenantAccess from './0008_tenant_access.js';
+import * as tenantIntegrations from './0009_tenant_integrations.js';
+import * as delay from './0010_delay.js';
 
 /** Every migration, in order. Listed statically so the compiled image needs no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -16,4 +19,7 @@ export const migrations: Record<string, Migration> = {
   '0005_task_operations': taskOperations,
   '0006_task_events': taskEvents,
   '0007_roles': roles,
+  '0008_tenant_access': tenantAccess,
+  '0009_tenant_integrations': tenantIntegrations,
+  '0010_delay': delay,
 };

@@ -2,10 +2,12 @@ import * as v from 'valibot';
 import { AOA_ACTIONS } from '../aoa/aoa.actions.js';
 import type { TaskKind } from '../db/schema.js';
 import type { Action } from './action.js';
+import { delay } from './delay.js';
+import { httpRequest } from './http-request.js';
 import { postToSlack } from './post-to-slack.js';
 
 /** Actions a tenant may put in a task's payload. */
-const TASK_ACTIONS: readonly Action<any>[] = [postToSlack];
+const TASK_ACTIONS: readonly Action<any>[] = [postToSlack, httpRequest, delay];
 
 const ACTIONS_BY_KIND: Record<TaskKind, Map<string, Action<any>>> = {
   task: new Map(TASK_ACTIONS.map((action) => [action.name, action])),

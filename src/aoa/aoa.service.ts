@@ -21,6 +21,8 @@ export interface AoaService {
   state(auth: Principal, requestId: string): Promise<{ status: number; body: unknown }>;
   /** Creates and enqueues an AOA job; 409 while the tenant has one queued or running. */
   enqueue(auth: Principal, requestId: string, job: AoaJob): Promise<TaskOut>;
+  /** The tenant's AOA job that is queued or running, if any. */
+  active(auth: Principal): Promise<TaskOut | undefined>;
 }
 
 export function createAoaService(deps: { db: Db; creator: TaskCreator; config: Config }): AoaService {
@@ -55,6 +57,11 @@ export function createAoaService(deps: { db: Db; creator: TaskCreator; config: C
         }
         throw error;
       }
+    },
+
+    async active(auth) {
+      const job = await taskStore(db, auth.tenantId).findActiveAoa();
+      return job && toTaskOut(job);
     },
 
     async enqueue(auth, requestId, job) {

@@ -28,7 +28,16 @@ async function authenticate(
     if (!principal) throw notAuthenticated('Invalid or revoked API key');
     return principal;
   }
-  const claims = await deps.tokens.verify(credential);
+  return principalForToken(deps, credential);
+}
+
+/**
+ * Who a user's token (a JWT) stands for now, with the role the tenant gives the user today;
+ * throws the 401 AppError when it is invalid, expired or revoked. The dashboard's session holds
+ * such a token, so revocation and role changes reach it the same way.
+ */
+export async function principalForToken(deps: { tokens: TokenIssuer; versions: TokenVersions }, token: string): Promise<Principal> {
+  const claims = await deps.tokens.verify(token);
   const holder = await deps.versions.holder(claims.userId);
   if (!holder || holder.tenantId !== claims.tenantId || holder.tokenVersion !== claims.tokenVersion) {
     throw notAuthenticated('Token has been revoked');

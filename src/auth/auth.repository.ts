@@ -40,11 +40,11 @@ export async function insertTenant(db: Kysely<Database>, name: string) {
 
 export async function insertUser(
   db: Kysely<Database>,
-  user: { tenantId: string; email: string; hashedPassword: string },
+  user: { tenantId: string; email: string; hashedPassword: string; role?: Role },
 ) {
   return db
     .insertInto('users')
-    .values({ tenant_id: user.tenantId, email: user.email, hashed_password: user.hashedPassword })
+    .values({ tenant_id: user.tenantId, email: user.email, hashed_password: user.hashedPassword, role: user.role })
     .returning(['id', 'email', 'tenant_id', 'role', 'created_at'])
     .executeTakeFirstOrThrow();
 }

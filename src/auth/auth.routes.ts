@@ -7,11 +7,14 @@ import type { AuthService } from './auth.service.js';
 import { LegacyRegisterBody, LoginBody, RegisterBody, TokenForm, TokenOut, UserOut } from './auth.schemas.js';
 
 const registered = describeRoute({
-  summary: 'Register a user and a new tenant',
+  summary: 'Register a user and a new tenant, or a user of a tenant that invited it',
+  description:
+    'With a tenant name, the user founds that tenant and owns it. With `invite_token` instead, the user joins the tenant that ' +
+    'invited it, with the role the invitation gives; the email must be the one invited, and an invitation is accepted once.',
   tags: ['auth'],
   responses: {
-    201: { description: 'The user and its new tenant', schema: UserOut },
-    400: { description: 'Email already registered' },
+    201: { description: 'The user and its tenant', schema: UserOut },
+    400: { description: 'Email already registered; or the invitation is unknown, expired, revoked, used, or for another email' },
     409: { description: 'Tenant name already registered' },
     429: { description: 'Too many registrations from this client address (REGISTRATION_LIMIT_PER_HOUR); see Retry-After' },
     503: { description: 'Too many sign-ins and registrations in progress; see Retry-After' },
@@ -32,7 +35,7 @@ const revoke = describeRoute({
   summary: 'Sign out everywhere',
   description: 'Revokes every token issued to the current user so far, this one included: each is refused (401) from the next request on, by every API process.',
   tags: ['auth'],
-  responses: { 204: { description: 'Revoked' } },
+  responses: { 204: { description: 'Revoked' }, 400: { description: 'The credential is an API key, which is revoked on its own' } },
 });
 const me = describeRoute({ summary: 'The current user', tags: ['auth'], responses: { 200: { description: 'The current user', schema: UserOut } } });
 
@@ -41,19 +44,21 @@ const me = describeRoute({ summary: 'The current user', tags: ['auth'], response
  * `/api/v1/auth/*`. They differ only in field names and body encoding; the service is one.
  */
 export function authRoutes(auth: AuthService, authenticated: Authenticated, clientAddress: (c: Context) => string) {
-  const register = async (c: Context, tenantName: string, email: string, password: string) =>
-    auth.register({ tenantName, email, password, clientAddress: clientAddress(c) });
+  const register = async (c: Context, tenant: { tenantName: string } | { inviteToken: string }, email: string, password: string) =>
+    auth.register({ ...tenant, email, password, clientAddress: clientAddress(c) });
   const login = async (c: Context, email: string, password: string) => auth.login({ email, password, clientAddress: clientAddress(c) });
   const currentUser = new Hono<AppEnv>().get('/', me, authenticated('viewer'), async (c) => c.json(await auth.currentUser(c.get('auth'))));
 
   return new Hono<AppEnv>()
     .post('/users/register', registered, jsonBody(LegacyRegisterBody), async (c) => {
       const body = c.req.valid('json');
-      return c.json(await register(c, body.tenant_name, body.email, body.password), 201);
+      const tenant = body.invite_token !== undefined ? { inviteToken: body.invite_token } : { tenantName: body.tenant_name };
+      return c.json(await register(c, tenant, body.email, body.password), 201);
     })
     .post('/api/v1/auth/register', registered, jsonBody(RegisterBody), async (c) => {
       const body = c.req.valid('json');
-      return c.json(await register(c, body.name, body.email, body.password), 201);
+      const tenant = body.invite_token !== undefined ? { inviteToken: body.invite_token } : { tenantName: body.name };
+      return c.json(await register(c, tenant, body.email, body.password), 201);
     })
     .post('/token', loggedIn('Log in with the OAuth2 password form'), formBody(TokenForm), async (c) => {
       const form = c.req.valid('form');

@@ -35,17 +35,35 @@ const TenantNameSchema = v.pipe(
 const LoginEmailSchema = v.pipe(v.string('Email must be a string'), v.trim(), v.toLowerCase(), v.nonEmpty('Email is required'), v.maxLength(254));
 const LoginPasswordSchema = v.pipe(v.string('Password must be a string'), v.nonEmpty('Password is required'), v.maxLength(1024));
 
-export const LegacyRegisterBody = v.object({
-  tenant_name: TenantNameSchema,
-  email: EmailSchema,
-  password: PasswordSchema,
-});
+/** Whether it is an invitation is the invitation's business (400 if not); here, only its shape. */
+const InviteTokenSchema = v.pipe(v.string(), v.nonEmpty(), v.maxLength(128));
+const INVITE_TOKEN_MESSAGE = 'Invitation token must be a non-empty string of at most 128 characters';
+const NAME_AND_INVITATION = 'Give either a tenant name (a new tenant) or invite_token (to join one), not both';
 
-export const RegisterBody = v.object({
-  name: TenantNameSchema,
-  email: EmailSchema,
-  password: PasswordSchema,
-});
+/**
+ * A registration either founds a tenant (with its name) or joins one by invitation: whether the
+ * body has `invite_token` chooses which. The choosing refuses a malformed `invite_token` with
+ * this message (and a body that is no object with the usual one).
+ */
+const inviteTokenMessage = (issue: v.BaseIssue<unknown>) => (issue.path ? INVITE_TOKEN_MESSAGE : issue.message);
+
+export const LegacyRegisterBody = v.variant(
+  'invite_token',
+  [
+    v.object({ tenant_name: TenantNameSchema, email: EmailSchema, password: PasswordSchema, invite_token: v.optional(v.never()) }),
+    v.object({ invite_token: InviteTokenSchema, email: EmailSchema, password: PasswordSchema, tenant_name: v.optional(v.never(NAME_AND_INVITATION)) }),
+  ],
+  inviteTokenMessage,
+);
+
+export const RegisterBody = v.variant(
+  'invite_token',
+  [
+    v.object({ name: TenantNameSchema, email: EmailSchema, password: PasswordSchema, invite_token: v.optional(v.never()) }),
+    v.object({ invite_token: InviteTokenSchema, email: EmailSchema, password: PasswordSchema, name: v.optional(v.never(NAME_AND_INVITATION)) }),
+  ],
+  inviteTokenMessage,
+);
 
 export const LoginBody = v.object({
   email: LoginEmailSchema,

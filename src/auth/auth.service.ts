@@ -29,11 +29,25 @@ const HASHES_WAITING = 64 * HASH_SLOTS;
 /** How many sign-ins and registrations may be hashing or waiting to at once; more are 503. */
 export const PASSWORD_HASHES_ADMITTED = HASH_SLOTS + HASHES_WAITING;
 
+/** A registration founds a tenant, or joins one by invitation. */
+export type Registration = { email: string; password: string; clientAddress: string } & ({ tenantName: string } | { inviteToken: string });
+
+/** How registration reaches the invitations (which the tenants domain keeps). */
+export interface InvitationRedeemer {
+  /** Whether `email` may accept the invitation of `token` now. */
+  acceptable(token: string, email: string): Promise<boolean>;
+  /** Accepts it in `trx`, at most once ever: its tenant and role, or undefined when `email` may not (or no longer). */
+  redeem(trx: Db, token: string, email: string): Promise<{ tenantId: string; tenantName: string; role: Role } | undefined>;
+}
+
 export interface AuthService {
-  register(input: { tenantName: string; email: string; password: string; clientAddress: string }): Promise<UserOut>;
+  register(input: Registration): Promise<UserOut>;
   login(input: { email: string; password: string; clientAddress: string }): Promise<TokenOut>;
   currentUser(auth: Principal): Promise<UserOut>;
-  /** Revokes every token of the user, this one included (signing out everywhere). */
+  /**
+   * Revokes every token of the user, this one included (signing out everywhere). Not with an API
+   * key: a key acting for its user must not end the user's sessions (it is revoked on its own).
+   */
   revokeTokens(auth: Principal): Promise<void>;
 }
 
@@ -50,9 +64,18 @@ function toUserOut(user: { id: string; email: string; tenant_id: string; role: R
 
 const duplicateEmail = () => new AppError('bad_request', 'Email already registered');
 const duplicateTenant = () => new AppError('conflict', 'Tenant name already registered');
+/** One answer for an unknown, expired, revoked, used or someone else's token: it tells no more than that. */
+const invalidInvitation = () =>
+  new AppError('bad_request', 'Invitation is not valid for this email: unknown, expired, revoked or already used');
 
-export function createAuthService(deps: { db: Db; tokens: TokenIssuer; versions: TokenVersions; config: Config }): AuthService {
-  const { db, tokens, versions, config } = deps;
+export function createAuthService(deps: {
+  db: Db;
+  tokens: TokenIssuer;
+  versions: TokenVersions;
+  invitations: InvitationRedeemer;
+  config: Config;
+}): AuthService {
+  const { db, tokens, versions, invitations, config } = deps;
   const hashing = createSemaphore({ slots: HASH_SLOTS, waiting: HASHES_WAITING });
   const hashed = async <T>(work: () => Promise<T>): Promise<T> => {
     try {
@@ -84,7 +107,8 @@ export function createAuthService(deps: { db: Db; tokens: TokenIssuer; versions:
   ];
 
   return {
-    async register({ tenantName, email, password, clientAddress }) {
+    async register(registration) {
+      const { email, password, clientAddress } = registration;
       // Counted before anything else: each registration costs a hash, and the email check below
       // tells whether an address is registered.
       await countAttempt(db, [
@@ -97,12 +121,21 @@ export function createAuthService(deps: { db: Db; tokens: TokenIssuer; versions:
       ]);
       // Checked first so that repeating a registration says "email" rather than "tenant".
       if (await users.emailExists(db, email)) throw duplicateEmail();
+      // Checked before the hash, so that a wrong token costs none; accepted in the transaction.
+      if ('inviteToken' in registration && !(await invitations.acceptable(registration.inviteToken, email))) throw invalidInvitation();
       // @node-rs/argon2 defaults to Argon2id with OWASP's parameters (19 MiB, t=2, p=1).
       const hashedPassword = await hashed(() => hash(password));
       try {
         return await db.transaction().execute(async (trx) => {
+          if ('inviteToken' in registration) {
+            // Still acceptable now? Only one registration can make it accepted.
+            const invitation = await invitations.redeem(trx, registration.inviteToken, email);
+            if (!invitation) throw invalidInvitation();
+            const user = await users.insertUser(trx, { tenantId: invitation.tenantId, email, hashedPassword, role: invitation.role });
+            return toUserOut(user, invitation.tenantName);
+          }
           // Joining an existing tenant by typing its name would hand over its data: refuse it.
-          const tenant = await users.insertTenant(trx, tenantName);
+          const tenant = await users.insertTenant(trx, registration.tenantName);
           const user = await users.insertUser(trx, { tenantId: tenant.id, email, hashedPassword });
           return toUserOut(user, tenant.name);
         });
@@ -137,6 +170,7 @@ export function createAuthService(deps: { db: Db; tokens: TokenIssuer; versions:
     },
 
     async revokeTokens(auth) {
+      if (auth.apiKeyId) throw new AppError('bad_request', 'An API key does not sign out; revoke it instead (DELETE /api/v1/tenant/api-keys/{id})');
       await users.revokeTokens(db, auth.tenantId, auth.userId);
       versions.forget(auth.userId);
     },

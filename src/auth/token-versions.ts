@@ -1,4 +1,5 @@
 import type { Db } from '../db/client.js';
+import { createNotifiedCache } from '../db/notified-cache.js';
 import type { Notifications } from '../db/notifications.js';
 import type { Role } from '../http/types.js';
 
@@ -15,7 +16,7 @@ export type TokenHolder = { tenantId: string; tokenVersion: number; role: Role }
 export interface TokenVersions {
   /** Who the user is now: its tenant and current token version, or undefined if it no longer exists. */
   holder(userId: string): Promise<TokenHolder>;
-  /** Forgets the user at once (this process has just revoked its tokens). */
+  /** Forgets the user at once (this process has just revoked its tokens, changed its role or removed it). */
   forget(userId: string): void;
 }
 
@@ -26,49 +27,14 @@ export interface TokenVersions {
  * arrive (their connection is being re-made), nothing remembered is trusted.
  */
 export function createTokenVersions(db: Db, notifications: Notifications): TokenVersions {
-  const known = new Map<string, { holder: TokenHolder; at: number }>();
-  const lookups = new Map<string, Promise<TokenHolder>>();
-  // Raised by every change heard of: a lookup that began before it may have read the old state.
-  let changes = 0;
-  notifications.subscribe(USER_TOKENS_CHANNEL, (userId) => {
-    changes += 1;
-    known.delete(userId);
-  });
-  notifications.onListening(() => {
-    changes += 1;
-    known.clear();
-  });
-
-  async function lookUp(userId: string): Promise<TokenHolder> {
-    const changesBefore = changes;
-    const row = await db.selectFrom('users').select(['tenant_id', 'token_version', 'role']).where('id', '=', userId).executeTakeFirst();
-    const holder: TokenHolder = row ? { tenantId: row.tenant_id, tokenVersion: row.token_version, role: row.role } : undefined;
-    if (changes === changesBefore && notifications.listening) {
-      if (known.size >= USERS_KEPT) known.delete(known.keys().next().value!);
-      known.set(userId, { holder, at: Date.now() });
-    }
-    return holder;
-  }
-
-  return {
-    async holder(userId) {
-      const remembered = known.get(userId);
-      if (remembered && notifications.listening && Date.now() - remembered.at < KEPT_FOR_MS) {
-        // Re-inserted so that the users looked up most recently are the last to be dropped.
-        known.delete(userId);
-        known.set(userId, remembered);
-        return remembered.holder;
-      }
-      let lookup = lookups.get(userId);
-      if (!lookup) {
-        lookup = lookUp(userId).finally(() => lookups.delete(userId));
-        lookups.set(userId, lookup);
-      }
-      return lookup;
+  const holders = createNotifiedCache<TokenHolder>(notifications, {
+    channel: USER_TOKENS_CHANNEL,
+    maxEntries: USERS_KEPT,
+    maxAgeMs: KEPT_FOR_MS,
+    async lookUp(userId) {
+      const row = await db.selectFrom('users').select(['tenant_id', 'token_version', 'role']).where('id', '=', userId).executeTakeFirst();
+      return row ? { tenantId: row.tenant_id, tokenVersion: row.token_version, role: row.role } : undefined;
     },
-    forget(userId) {
-      changes += 1;
-      known.delete(userId);
-    },
-  };
+  });
+  return { holder: (userId) => holders.get(userId), forget: (userId) => holders.forget(userId) };
 }

@@ -38,6 +38,14 @@ export function createNotifications(
   const handlers = new Map<string, Set<(payload: string) => void>>();
   const listeners = new Set<() => void>();
   let client: pg.Client | undefined;
+  // One statement at a time on the listening connection (a LISTEN for a new channel can come
+  // while the ping runs): pg warns of, and will refuse, a query sent while another is running.
+  let statements: Promise<unknown> = Promise.resolve();
+  const serially = (connection: pg.Client, text: string) => {
+    const result = statements.then(() => connection.query(text));
+    statements = result.catch(() => {});
+    return result;
+  };
   let listening = false;
   let closed = false;
   let pingTimer: NodeJS.Timeout | undefined;
@@ -70,7 +78,7 @@ export function createNotifications(
     listening = true;
     for (const listener of listeners) listener();
     pingTimer = setInterval(() => {
-      withTimeout(next.query('select 1'), PING_TIMEOUT_MS, 'notification connection ping timed out').catch(() => void next.end().catch(() => {}));
+      withTimeout(serially(next, 'select 1'), PING_TIMEOUT_MS, 'notification connection ping timed out').catch(() => void next.end().catch(() => {}));
     }, PING_INTERVAL_MS);
     pingTimer.unref();
     void lost.then(() => reconnectAfterLoss(next));
@@ -107,7 +115,10 @@ export function createNotifications(
       if (!channelHandlers) {
         handlers.set(channel, (channelHandlers = new Set()));
         // A failed LISTEN is a lost connection in all but name: start over, listening to everything.
-        client?.query(`listen ${quoted(channel)}`).catch(() => void client?.end().catch(() => {}));
+        if (client) {
+          const listening = client;
+          serially(listening, `listen ${quoted(channel)}`).catch(() => void listening.end().catch(() => {}));
+        }
       }
       channelHandlers.add(handler);
       return () => void channelHandlers.delete(handler);

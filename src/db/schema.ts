@@ -48,7 +48,13 @@ export interface TasksTable {
   retry_of: string | null;
   created_by: string | null;
   claimed_delivery: number | null;
+  /**
+   * When a waiting task runs: a queued task's schedule or retry; for an in_progress task, the end
+   * of the wait its action asked for (it is in_progress without a worker until then).
+   */
   scheduled_for: Timestamp | null;
+  /** When the wait the task's action asked for ends or ended (see ActionContext.waitedUntil). */
+  wait_until: Timestamp | null;
   started_at: Timestamp | null;
   finished_at: Timestamp | null;
   created_at: GeneratedTimestamp;
@@ -98,6 +104,58 @@ export interface IdempotencyKeysTable {
   created_at: GeneratedTimestamp;
 }
 
+export interface InvitationsTable {
+  id: Generated<string>;
+  tenant_id: string;
+  /** Normalised as registration normalises emails: only this address may accept. */
+  email: string;
+  role: Role;
+  /** sha256 (hex) of the token; the token itself is shown once and never stored. */
+  token_hash: string;
+  /** Null once its user has been removed. */
+  created_by: string | null;
+  created_at: GeneratedTimestamp;
+  expires_at: Timestamp;
+  accepted_at: Timestamp | null;
+}
+
+export interface ApiKeysTable {
+  id: Generated<string>;
+  tenant_id: string;
+  name: string;
+  /** The most the key may do; its user's current role caps it further. */
+  role: Role;
+  /** sha256 (hex) of the key; the key itself is shown once and never stored. */
+  key_hash: string;
+  /** The key's first characters, for people to recognise it by. */
+  prefix: string;
+  /** The user whose key it is; the key goes with the user. */
+  created_by: string;
+  created_at: GeneratedTimestamp;
+  last_used_at: Timestamp | null;
+}
+
+export interface TenantSlackIntegrationsTable {
+  tenant_id: string;
+  /** AES-256-GCM ciphertext of the webhook URL (see integrations/encryption.ts); never the URL itself. */
+  encrypted_webhook_url: string;
+  default_channel: string | null;
+  /** Null: any channel. */
+  allowed_channels: string[] | null;
+  created_at: GeneratedTimestamp;
+  updated_at: GeneratedTimestamp;
+}
+
+export interface TenantWebhookSecretsTable {
+  tenant_id: string;
+  /** `whsec_` and the base64 of the random key that signs the tenant's callbacks. */
+  secret: string;
+  /** The secret before the last rotation, still signing until previous_expires_at. */
+  previous_secret: string | null;
+  previous_expires_at: Timestamp | null;
+  created_at: GeneratedTimestamp;
+}
+
 export interface Database {
   tenants: TenantsTable;
   users: UsersTable;
@@ -107,6 +165,10 @@ export interface Database {
   auth_throttle: AuthThrottleTable;
   tenant_rate_buckets: TenantRateBucketsTable;
   idempotency_keys: IdempotencyKeysTable;
+  invitations: InvitationsTable;
+  api_keys: ApiKeysTable;
+  tenant_slack_integrations: TenantSlackIntegrationsTable;
+  tenant_webhook_secrets: TenantWebhookSecretsTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;

@@ -3,7 +3,7 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { describeRoute } from '../http/openapi.js';
 import type { Authenticated } from '../auth/auth.middleware.js';
-import type { AppEnv } from '../http/types.js';
+import type { AppEnv, Principal } from '../http/types.js';
 import type { StreamEvent, TaskEventHub } from './task-events.js';
 
 /**
@@ -98,65 +98,77 @@ export function eventRoutes(
       },
     }),
     authenticated('viewer'),
-    (c) => {
-      const auth = c.get('auth');
-      const logger = c.get('logger');
-      const lastEventId = c.req.header('Last-Event-ID') || c.req.query('last_event_id') || undefined;
-      const openedAt = performance.now();
-      // A stream ended by the server gets a moment to flush, then its connection is cut: a client
-      // that does not read would otherwise hold it (and a shutdown) open.
-      const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;
-      const mailbox = createMailbox((reason) => {
-        if (reason === 'client gone' || !outgoing) return;
-        setTimeout(() => {
-          if (!outgoing.writableFinished) outgoing.destroy();
-        }, END_GRACE_MS).unref();
-      });
-      // Subscribed before the response starts, so that a refusal (429) is an ordinary answer.
-      const { replay, unsubscribe } = hub.subscribe(auth.tenantId, lastEventId, {
-        deliver: (event) => mailbox.push(event),
-        end: () => mailbox.close('server stopping'),
-      });
-      for (const event of replay) mailbox.push(event);
-
-      const response = streamSSE(c, async (stream) => {
-        stream.onAbort(() => mailbox.close('client gone'));
-        let beating = false;
-        const beat = async () => {
-          if (beating) return;
-          beating = true;
-          try {
-            if (await stillAuthorized(c.req.header('Authorization'))) await stream.write(': ping\n\n');
-            else mailbox.close('token expired or revoked');
-          } finally {
-            beating = false;
-          }
-        };
-        const heartbeat = setInterval(() => void beat(), options.heartbeatMs);
-        try {
-          for (let next = await mailbox.take(); next; next = await mailbox.take()) {
-            const data = await next.data();
-            await stream.writeSSE({ ...(next.id !== undefined ? { id: next.id } : {}), event: next.event, data });
-          }
-        } catch (error) {
-          // The task could not be read (the database is away): the client resumes from the last event it got.
-          logger.warn('event stream failed', { error, tenant_id: auth.tenantId });
-          mailbox.close('task read failed');
-        } finally {
-          clearInterval(heartbeat);
-          unsubscribe();
-          logger.info('event stream closed', {
-            reason: mailbox.closedFor,
-            tenant_id: auth.tenantId,
-            user_id: auth.userId,
-            duration_ms: Math.round(performance.now() - openedAt),
-          });
-        }
-      });
-      // Not stored anywhere, like every other answer; and not held back by a buffering proxy (nginx).
-      response.headers.set('Cache-Control', 'no-store');
-      response.headers.set('X-Accel-Buffering', 'no');
-      return response;
-    },
+    (c) => streamTaskEvents(c, hub, c.get('auth'), () => stillAuthorized(c.req.header('Authorization')), options),
   );
+}
+
+/**
+ * Answers `c` with the event stream of `auth`'s tenant: what GET /api/v1/events serves, and the
+ * dashboard's own stream. `stillAuthorized` is asked with every heartbeat: the stream ends once
+ * the credential it was opened with has expired or been revoked.
+ */
+export function streamTaskEvents<E extends AppEnv>(
+  c: Context<E>,
+  hub: TaskEventHub,
+  auth: Principal,
+  stillAuthorized: () => Promise<boolean>,
+  options: { heartbeatMs: number },
+): Response {
+  const logger = c.get('logger');
+  const lastEventId = c.req.header('Last-Event-ID') || c.req.query('last_event_id') || undefined;
+  const openedAt = performance.now();
+  // A stream ended by the server gets a moment to flush, then its connection is cut: a client
+  // that does not read would otherwise hold it (and a shutdown) open.
+  const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;
+  const mailbox = createMailbox((reason) => {
+    if (reason === 'client gone' || !outgoing) return;
+    setTimeout(() => {
+      if (!outgoing.writableFinished) outgoing.destroy();
+    }, END_GRACE_MS).unref();
+  });
+  // Subscribed before the response starts, so that a refusal (429) is an ordinary answer.
+  const { replay, unsubscribe } = hub.subscribe(auth.tenantId, lastEventId, {
+    deliver: (event) => mailbox.push(event),
+    end: () => mailbox.close('server stopping'),
+  });
+  for (const event of replay) mailbox.push(event);
+
+  const response = streamSSE(c, async (stream) => {
+    stream.onAbort(() => mailbox.close('client gone'));
+    let beating = false;
+    const beat = async () => {
+      if (beating) return;
+      beating = true;
+      try {
+        if (await stillAuthorized()) await stream.write(': ping\n\n');
+        else mailbox.close('token expired or revoked');
+      } finally {
+        beating = false;
+      }
+    };
+    const heartbeat = setInterval(() => void beat(), options.heartbeatMs);
+    try {
+      for (let next = await mailbox.take(); next; next = await mailbox.take()) {
+        const data = await next.data();
+        await stream.writeSSE({ ...(next.id !== undefined ? { id: next.id } : {}), event: next.event, data });
+      }
+    } catch (error) {
+      // The task could not be read (the database is away): the client resumes from the last event it got.
+      logger.warn('event stream failed', { error, tenant_id: auth.tenantId });
+      mailbox.close('task read failed');
+    } finally {
+      clearInterval(heartbeat);
+      unsubscribe();
+      logger.info('event stream closed', {
+        reason: mailbox.closedFor,
+        tenant_id: auth.tenantId,
+        user_id: auth.userId,
+        duration_ms: Math.round(performance.now() - openedAt),
+      });
+    }
+  });
+  // Not stored anywhere, like every other answer; and not held back by a buffering proxy (nginx).
+  response.headers.set('Cache-Control', 'no-store');
+  response.headers.set('X-Accel-Buffering', 'no');
+  return response;
 }

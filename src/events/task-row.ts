@@ -5,6 +5,7 @@ import type { TaskRow } from '../db/schema.js';
 type TimestampColumn = { [K in keyof TaskRow]-?: [TaskRow[K]] extends [Date | null] ? K : never }[keyof TaskRow];
 const TIMESTAMP_COLUMNS: Record<TimestampColumn, true> = {
   scheduled_for: true,
+  wait_until: true,
   started_at: true,
   finished_at: true,
   created_at: true,

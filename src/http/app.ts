@@ -21,6 +21,9 @@ import { eventRoutes } from '../events/events.routes.js';
 import { createTaskEventHub } from '../events/task-events.js';
 import { healthRoutes } from '../health/health.routes.js';
 import { idempotent } from '../idempotency/idempotency.js';
+import { integrationRoutes } from '../integrations/integrations.routes.js';
+import { createSlackIntegrations } from '../integrations/slack-integration.js';
+import { createWebhookSecrets } from '../integrations/webhook-secrets.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { httpMetrics, metricsRoutes } from '../metrics/metrics.routes.js';
@@ -30,7 +33,12 @@ import { taskListingRoutes } from '../tasks/task-listing.routes.js';
 import { taskRoutes } from '../tasks/tasks.routes.js';
 import { createTaskCreator } from '../tasks/task-creation.js';
 import { createTaskService } from '../tasks/tasks.service.js';
+import { createApiKeyResolver } from '../tenants/api-key-resolver.js';
+import { tenantRoutes } from '../tenants/tenants.routes.js';
+import { createInvitationRedeemer, createTenantService } from '../tenants/tenants.service.js';
 import type { PgBoss } from 'pg-boss';
+import { dashboardRoutes } from '../web/dashboard.js';
+import { DASHBOARD_PATH } from '../web/session.js';
 import { apiDocsRoutes } from './api-docs.js';
 import { limitBody } from './body-limit.js';
 import { errorResponse } from './error-response.js';
@@ -70,6 +78,9 @@ const securityHeaders = (() => {
   const headers = secureHeaders({
     xFrameOptions: 'DENY',
     contentSecurityPolicy: { frameAncestors: ["'none'"] },
+    // A route that sets one of these itself keeps it: the dashboard's pages send a fuller CSP
+    // (which refuses framing too).
+    overwrite: false,
   });
   const noStore: MiddlewareHandler = async (c, next) => {
     await next();
@@ -84,7 +95,8 @@ export function createApp(deps: AppDeps) {
   const { db, boss, config, logger, notifications, metrics } = deps;
   const tokens = createTokenIssuer(config.jwtSecret, config.jwtExpireMinutes);
   const versions = createTokenVersions(db, notifications);
-  const credentials = { tokens, versions, apiKeys: { principalFor: async () => undefined } };
+  const apiKeys = createApiKeyResolver({ db, notifications, versions, logger });
+  const credentials = { tokens, versions, apiKeys };
   const authenticated = requireAuth(credentials);
 
   const app = new Hono<AppEnv>();
@@ -103,7 +115,11 @@ export function createApp(deps: AppDeps) {
   app.use(limitBody(config.maxBodyBytes));
 
   app.route('/', healthRoutes(db));
-  app.route('/', authRoutes(createAuthService({ db, tokens, versions, config }), authenticated, (c) => clientAddress(c, config.trustedProxies)));
+  const invitations = createInvitationRedeemer(db);
+  const authService = createAuthService({ db, tokens, versions, invitations, config });
+  app.route('/', authRoutes(authService, authenticated, (c) => clientAddress(c, config.trustedProxies)));
+  const tenantService = createTenantService({ db, versions, apiKeys });
+  app.route('/', tenantRoutes(tenantService, authenticated));
   const queue = createTaskQueue(boss);
   const idempotency = idempotent(db);
   const creator = createTaskCreator({
@@ -114,9 +130,14 @@ export function createApp(deps: AppDeps) {
     faultPoint: config.faultInjectionPoint,
   });
   // Before the task routes, whose /api/v1/tasks/:id would otherwise take /api/v1/tasks/stats.
-  app.route('/', taskListingRoutes(createTaskListing(db), authenticated));
-  app.route('/', taskRoutes(createTaskService({ db, queue, creator, config, metrics }), authenticated, idempotency, config.maxTaskPayloadBytes));
-  app.route('/', aoaRoutes(createAoaService({ db, creator, config }), authenticated, idempotency));
+  const listing = createTaskListing(db);
+  app.route('/', taskListingRoutes(listing, authenticated));
+  const taskService = createTaskService({ db, queue, creator, config, metrics });
+  app.route('/', taskRoutes(taskService, authenticated, idempotency, config.maxTaskPayloadBytes));
+  const aoaService = createAoaService({ db, creator, config });
+  app.route('/', aoaRoutes(aoaService, authenticated, idempotency));
+  const integrations = { slack: createSlackIntegrations({ db, config }), webhookSecrets: createWebhookSecrets(db) };
+  app.route('/', integrationRoutes(integrations, authenticated));
   const events = createTaskEventHub({
     db,
     notifications,
@@ -126,6 +147,22 @@ export function createApp(deps: AppDeps) {
   });
   deps.stopping?.addEventListener('abort', () => events.close(), { once: true });
   app.route('/', eventRoutes(events, authenticated, credentialsStillValid(credentials), { heartbeatMs: config.eventsHeartbeatSeconds * 1000 }));
+  app.route(
+    DASHBOARD_PATH,
+    dashboardRoutes({
+      auth: authService,
+      tasks: taskService,
+      listing,
+      aoa: aoaService,
+      events,
+      tenants: tenantService,
+      ...integrations,
+      tokens,
+      versions,
+      config,
+      clientAddress: (c) => clientAddress(c, config.trustedProxies),
+    }),
+  );
 
   if (config.metricsToken) app.route('/', metricsRoutes(metrics, config.metricsToken));
 

@@ -1,7 +1,9 @@
 import type { MiddlewareHandler } from 'hono';
 
-const ALLOWED_METHODS = 'GET, POST, DELETE, OPTIONS';
-const ALLOWED_HEADERS = 'Authorization, Content-Type, X-Request-ID, Last-Event-ID';
+const ALLOWED_METHODS = 'GET, POST, PUT, PATCH, DELETE, OPTIONS';
+const ALLOWED_HEADERS = 'Authorization, Content-Type, X-Request-ID, Last-Event-ID, Idempotency-Key';
+/** What a browser client may read of an answer: the request id, when to retry, whether it was a replay. */
+const EXPOSED_HEADERS = 'X-Request-ID, Retry-After, Idempotent-Replayed';
 
 /**
  * CORS for exactly the configured origins: they get the allow headers (with credentials, for the
@@ -29,7 +31,7 @@ export function corsForOrigins(origins: readonly string[]): MiddlewareHandler {
     if (allowed) {
       c.header('Access-Control-Allow-Origin', origin);
       c.header('Access-Control-Allow-Credentials', 'true');
-      c.header('Access-Control-Expose-Headers', 'X-Request-ID');
+      c.header('Access-Control-Expose-Headers', EXPOSED_HEADERS);
     }
   };
 }

@@ -28,7 +28,7 @@ function outboundAgent(lookup?: LookupFunction): Agent {
 /** For the hosts the operator configured (Slack, the Legacy DCL), wherever they resolve. */
 export const anyAddressAgent = outboundAgent();
 
-/** For targets a tenant chose (callbacks): its connections only ever reach public addresses. */
+/** For targets a tenant chose (callbacks, http_request tasks): its connections only ever reach public addresses. */
 export const publicOnlyAgent = outboundAgent(publicOnlyLookup);
 
 /**
@@ -44,11 +44,13 @@ const client = createFetch({
 });
 
 export interface OutboundRequest {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   url: string;
   headers?: Record<string, string>;
   /** Sent as a JSON body. */
   json?: unknown;
+  /** Sent as it is, e.g. JSON already serialised because its exact bytes are signed; give its Content-Type in `headers`. */
+  body?: string;
   /**
    * One deadline for the whole exchange: connecting, the answer's headers and as much of its body
    * as is read. A server that answers slowly, or trickles its body, cannot stretch it.
@@ -66,6 +68,7 @@ export interface OutboundRequest {
 
 export interface OutboundResponse {
   status: number;
+  headers: Headers;
   /** The body as text, at most maxBodyBytes of it. */
   text: string;
   /** The body went on past maxBodyBytes; the rest was never read. */
@@ -118,10 +121,10 @@ async function readCapped(body: ReadableStream<Uint8Array> | null | undefined, m
 }
 
 /**
- * Every call AutonomOS makes to the outside world (Slack, the Legacy DCL, callback receivers):
- * one total deadline, redirects never followed (a 3xx is returned as the answer), no retries,
- * and a body read only as far as the caller needs, so memory stays bounded whatever the server
- * sends. Any HTTP status is an answer; only a timeout, a failed connection or the caller's abort throw.
+ * Every call AutonomOS makes to the outside world (Slack, the Legacy DCL, callback receivers,
+ * http_request tasks): one total deadline, redirects never followed (a 3xx is returned as the
+ * answer), no retries, and a body read only as far as the caller needs, so memory stays bounded
+ * whatever the server sends. Any HTTP status is an answer; only a timeout, a failed connection or the caller's abort throw.
  */
 export async function sendOutbound(request: OutboundRequest): Promise<OutboundResponse> {
   const deadline = AbortSignal.timeout(request.timeoutMs);
@@ -131,6 +134,7 @@ export async function sendOutbound(request: OutboundRequest): Promise<OutboundRe
       method: request.method,
       ...(request.headers ? { headers: request.headers } : {}),
       ...(request.json !== undefined ? { body: request.json as Record<string, unknown> } : {}),
+      ...(request.body !== undefined ? { body: request.body } : {}),
       dispatcher: request.agent,
       signal,
       redirect: 'manual',
@@ -142,10 +146,10 @@ export async function sendOutbound(request: OutboundRequest): Promise<OutboundRe
     const announced = Number(response.headers.get('content-length') ?? Number.NaN);
     if (request.refuseOversizedBody && announced > request.maxBodyBytes) {
       response._data?.cancel().catch(() => {});
-      return { status: response.status, text: '', truncated: true };
+      return { status: response.status, headers: response.headers, text: '', truncated: true };
     }
     const { text, truncated } = await readCapped(response._data, request.maxBodyBytes);
-    return { status: response.status, text, truncated };
+    return { status: response.status, headers: response.headers, text, truncated };
   } catch (error) {
     if (request.signal?.aborted) throw request.signal.reason;
     if (deadline.aborted) throw new OutboundTimeoutError(request.timeoutMs);

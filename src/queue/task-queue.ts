@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { fromKysely, type JobAttempt, type JobInsert, type PgBoss } from 'pg-boss';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database, TaskKind, TaskRow } from '../db/schema.js';
@@ -12,8 +13,10 @@ export const RETENTION_QUEUE = 'task-retention';
 /** Long enough for a large backlog's first run; a run stops between batches when its job expires. */
 export const RETENTION_RUN_SECONDS = 30 * 60;
 /**
- * A callback is sent again only when its delivery was lost (its worker died, or the database was
- * gone too long to record the outcome); a receiver's failure is recorded and never retried.
+ * How often one callback job is delivered: more than once only when a delivery was lost (its
+ * worker died, or the database was gone too long to record the outcome). A receiver's failure is
+ * retried by a new job instead (CALLBACK_MAX_RETRIES, see retryCallback), so each retry keeps this
+ * allowance of its own.
  */
 const CALLBACK_DELIVERIES = 3;
 
@@ -31,6 +34,11 @@ export interface TaskJobData {
   tenant_id: string;
 }
 
+export interface CallbackJobData extends TaskJobData {
+  /** Which retry of the callback this job sends (CALLBACK_MAX_RETRIES); absent on the first send. */
+  retry?: number;
+}
+
 type Trx = Transaction<Database>;
 
 /**
@@ -40,6 +48,14 @@ type Trx = Transaction<Database>;
  */
 function deliveryLimit(maxRetries: number): number {
   return 2 * (maxRetries + 1);
+}
+
+/**
+ * The delivery limit once an attempt waits, at delivery `retryCount`: one more delivery resumes
+ * it, and from there the attempt and each retry left may use as many as a new job allows them.
+ */
+function deliveryLimitAfterWait(task: TaskRow, retryCount: number): number {
+  return retryCount + 1 + deliveryLimit(task.max_retries - task.retry_count);
 }
 
 /** The task queues' depths, as pg-boss's last maintenance pass counted them (one cheap read each). */
@@ -73,6 +89,11 @@ export interface TaskQueue {
   /** Ends the current delivery as failed and holds the job back until `runAt`. */
   retryAt(trx: Trx, task: TaskRow, attempt: JobAttempt, runAt: Date, error: string): Promise<void>;
   /**
+   * Ends the current delivery and holds the job back until `runAt`, when its next delivery resumes
+   * the attempt (its action waits). The wait uses a delivery of the job, never one of the task's.
+   */
+  resumeAt(trx: Trx, task: TaskRow, attempt: JobAttempt, runAt: Date): Promise<void>;
+  /**
    * Completes the jobs of tasks that reached a final state, in that state change's transaction.
    * pg-boss would only settle it once the whole fetched batch is done, so an AOA slot would
    * outlive its finished task by a batch-mate's run.
@@ -80,6 +101,12 @@ export interface TaskQueue {
   complete(trx: Trx, finished: readonly { task: TaskRow; attempt: JobAttempt }[]): Promise<void>;
   /** Enqueues the tasks' callbacks, each in its tenant's group (callbacks are limited per tenant, see the worker). */
   enqueueCallbacks(trx: Trx, tasks: readonly TaskRow[]): Promise<void>;
+  /**
+   * Enqueues retry number `retry` of a task's callback, due at `runAt`: a job of its own, with its
+   * own allowance for lost deliveries. Its id follows from the task and the retry, so a
+   * transaction repeated after a lost reply enqueues it once.
+   */
+  retryCallback(trx: Trx, task: Pick<TaskRow, 'id' | 'tenant_id'>, retry: number, runAt: Date): Promise<void>;
   /** Completes a callback job in the transaction that records its outcome, so a crash after it cannot send it again. */
   completeCallback(trx: Trx, attempt: JobAttempt): Promise<void>;
   /** Whether the task's job can still run it (created, waiting for a retry, or active). */
@@ -137,6 +164,23 @@ export function jobPriority(task: TaskRow): number {
  * once across all workers (the worker's groupConcurrency); AOA jobs hold their tenant's exclusive
  * slot instead.
  */
+/** A callback job for the task: one per tenant group, with deliveries to spare for crashed workers. */
+function callbackJobFor(task: Pick<TaskRow, 'id' | 'tenant_id'>): JobInsert<CallbackJobData> {
+  return {
+    data: { task_id: task.id, tenant_id: task.tenant_id },
+    group: { id: task.tenant_id },
+    retryLimit: CALLBACK_DELIVERIES - 1,
+    retryDelay: 0,
+    heartbeatSeconds: JOB_HEARTBEAT_SECONDS,
+  };
+}
+
+/** A UUID that follows from `key`: the same key gives the same job id. */
+function deterministicJobId(key: string): string {
+  const hex = createHash('sha256').update(key).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}
+
 function jobFor(task: TaskRow): JobInsert<TaskJobData> {
   return {
     id: task.id,
@@ -178,6 +222,14 @@ export function createTaskQueue(boss: PgBoss): TaskQueue {
       await boss.update(queue, undefined, { id: task.id, startAfter: runAt, db });
     },
 
+    async resumeAt(trx, task, attempt, runAt) {
+      const db = fromKysely(trx);
+      const queue = TASK_QUEUE[task.kind];
+      // As retryAt, with one delivery more for the resumption.
+      await boss.fail(queue, attempt, { waiting_until: runAt.toISOString() }, { db });
+      await boss.update(queue, undefined, { id: task.id, startAfter: runAt, retryLimit: deliveryLimitAfterWait(task, attempt.retryCount), db });
+    },
+
     async complete(trx, finished) {
       for (const kind of ['task', 'aoa'] as const) {
         const attempts = finished.filter(({ task }) => task.kind === kind).map(({ attempt }) => attempt);
@@ -191,16 +243,19 @@ export function createTaskQueue(boss: PgBoss): TaskQueue {
     },
 
     async enqueueCallbacks(trx, tasks) {
-      const jobs = tasks
-        .filter((task) => task.callback_url)
-        .map((task): JobInsert<TaskJobData> => ({
-          data: { task_id: task.id, tenant_id: task.tenant_id },
-          group: { id: task.tenant_id },
-          retryLimit: CALLBACK_DELIVERIES - 1,
-          retryDelay: 0,
-          heartbeatSeconds: JOB_HEARTBEAT_SECONDS,
-        }));
+      const jobs = tasks.filter((task) => task.callback_url).map(callbackJobFor);
       if (jobs.length > 0) await boss.insert(CALLBACK_QUEUE, jobs, { db: fromKysely(trx) });
+    },
+
+    async retryCallback(trx, task, retry, runAt) {
+      const base = callbackJobFor(task);
+      const job: JobInsert<CallbackJobData> = {
+        ...base,
+        id: deterministicJobId(`callback retry ${task.id} ${retry}`),
+        data: { ...base.data!, retry },
+        startAfter: runAt.toISOString(),
+      };
+      await boss.insert(CALLBACK_QUEUE, [job], { db: fromKysely(trx) });
     },
 
     async completeCallback(trx, attempt) {

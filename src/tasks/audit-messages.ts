@@ -14,6 +14,9 @@ export const audit = {
   /** Followed by the ISO 8601 time, which createTasks appends in SQL: the database computes it. */
   scheduledPrefix: 'Task scheduled to run at ',
   started: 'Task execution started',
+  /** Written with the state change that leaves a task in_progress, held by no worker, until `until`. */
+  waiting: (seconds: number, until: Date) => `Task waiting ${seconds} s, until ${until.toISOString()}`,
+  resumed: 'Task execution resumed',
   failed: (error: string) => `Task failed with error: ${escapeUnprintable(error)}`,
   retryScheduled: (retry: number, maxRetries: number) => `Scheduling retry ${retry}/${maxRetries}`,
   permanentlyFailed: 'Task permanently failed after all retries',
@@ -24,4 +27,7 @@ export const audit = {
   callbackSent: (status: number) => `Successfully sent callback with status ${status}`,
   callbackFailed: (error: string) => `Callback failed with error: ${escapeUnprintable(error)}`,
   callbackRefused: (url: string, reason: string) => `Callback to ${escapeUnprintable(url)} refused: ${escapeUnprintable(reason)}`,
+  callbackRetryScheduled: (retry: number, maxRetries: number, delaySeconds: number) =>
+    `Scheduling callback retry ${retry}/${maxRetries} in ${delaySeconds} s`,
+  callbackPermanentlyFailed: (retries: number) => `Callback permanently failed after ${retries} ${retries === 1 ? 'retry' : 'retries'}`,
 } as const;

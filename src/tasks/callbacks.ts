@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { JobAttempt } from 'pg-boss';
+import * as v from 'valibot';
 import type { Config } from '../config.js';
 import { retryWhileUnavailable, type DatabaseWatch } from '../db/availability.js';
 import type { Db } from '../db/client.js';
@@ -7,60 +8,71 @@ import { injectFault } from '../lib/fault-injection.js';
 import { anyAddressAgent, OutboundTimeoutError, publicOnlyAgent, sendOutbound } from '../lib/outbound-http.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { isOperatorHost, OPERATOR_HOST_REFUSAL, operatorHosts } from '../lib/operator-hosts.js';
 import { assertPublicHost, nonPublicCause } from '../lib/public-address.js';
+import { webhookHeaders } from '../lib/standard-webhooks.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
 import { toTaskOut } from './task-json.js';
 import { taskStore } from './tasks.repository.js';
-
-/** Why a callback to one of the operatorHosts is refused, in words for the tenant. */
-export const OPERATOR_HOST_REFUSAL = 'the target is a host this service itself calls (Slack or the Legacy DCL)';
-
-/**
- * The hosts of SLACK_WEBHOOK_URL and LEGACY_DCL_BASE_URL. A callback never goes to them, whatever
- * CALLBACK_ALLOW_PRIVATE_NETWORKS says: a tenant must not be able to make the service post its
- * own task JSON to the operator's Slack webhook or Legacy DCL, on any port.
- */
-export function operatorHosts(config: Pick<Config, 'slackWebhookUrl' | 'legacyDclBaseUrl'>): ReadonlySet<string> {
-  return new Set([config.slackWebhookUrl, config.legacyDclBaseUrl].filter((url) => url !== undefined).map(hostOf));
-}
-
-/** Whether `url` names one of the operatorHosts. */
-export function isOperatorHost(url: string, hosts: ReadonlySet<string>): boolean {
-  return hosts.has(hostOf(url));
-}
-
-/** The host as the URL parser spells it (lower case, punycode, canonical IP); a trailing dot names the same DNS host. */
-function hostOf(url: string): string {
-  return new URL(url).hostname.replace(/\.+$/, '');
-}
 
 interface Delivered {
   outcome: 'sent' | 'failed' | 'refused';
   entry: string;
 }
 
+/** A callback job's data: the task, and which retry of its callback this is (0: the first send). */
+export const CallbackJobSchema = v.object({
+  task_id: v.pipe(v.string(), v.uuid()),
+  tenant_id: v.pipe(v.string(), v.uuid()),
+  retry: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 0),
+});
+
 export interface CallbackDelivery {
   taskId: string;
   tenantId: string;
+  /** 0 for the first send, n for the n-th retry after the receiver failed. */
+  retry: number;
   attempt: JobAttempt;
 }
 
 /**
- * Posts a finished task's JSON to its callback URL. Every step is audited; the outcome never
- * changes the task. The receiver's answer body is never read, and the whole exchange has one
- * deadline, so a receiver that stalls or trickles holds a delivery for CALLBACK_TIMEOUT_SECONDS
- * at most. The outcome is recorded with the job's completion, so a delivery is repeated only if
- * its worker died before that.
+ * The callback's Standard Webhooks message id. A task finishes once, so its id and final status
+ * name the message, the same in every retry and redelivery: receivers deduplicate by it.
  */
-export function createCallbackSender(deps: { db: Db; queue: TaskQueue; config: Config; logger: Logger; watch: DatabaseWatch; metrics: Metrics }) {
+export function callbackMessageId(task: { id: string; status: string }): string {
+  return `msg_${task.id}_${task.status}`;
+}
+
+/**
+ * Posts a finished task's JSON to its callback URL, signed with the tenant's secrets (Standard
+ * Webhooks). Every step is audited; the outcome never changes the task. The receiver's answer body
+ * is never read, and the whole exchange has one deadline, so a receiver that stalls or trickles
+ * holds a delivery for CALLBACK_TIMEOUT_SECONDS at most. A receiver that fails (an answer other
+ * than 2xx, none in time, or no connection) gets the callback again up to CALLBACK_MAX_RETRIES
+ * times, on the CALLBACK_RETRY_DELAYS_SECONDS schedule; a refused target never does. The outcome
+ * (and any retry) is recorded with the job's completion, so a delivery is repeated only if its
+ * worker died before that.
+ */
+export function createCallbackSender(deps: {
+  db: Db;
+  queue: TaskQueue;
+  config: Config;
+  logger: Logger;
+  watch: DatabaseWatch;
+  metrics: Metrics;
+  /** The tenant's signing secrets (`whsec_...`), current first: each signs every callback. */
+  signingSecrets(tenantId: string): Promise<string[]>;
+  /** Told (after commit) when a retry has been scheduled, so a worker can be woken right on time. */
+  onRetryScheduled?(runAt: Date): void;
+}) {
   const { db, queue, config, logger, watch, metrics } = deps;
   const refusedHosts = operatorHosts(config);
   const persist = <T>(operation: string, work: () => Promise<T>) =>
     retryWhileUnavailable(work, { watch, operation });
 
   /** How the delivery went, and the audit entry that says so. */
-  async function deliver(url: string, body: unknown, log: Logger): Promise<Delivered> {
+  async function deliver(url: string, body: string, headers: Record<string, string>, log: Logger): Promise<Delivered> {
     const refused = (reason: string): Delivered => ({ outcome: 'refused', entry: audit.callbackRefused(url, reason) });
     const failed = (reason: string): Delivered => ({ outcome: 'failed', entry: audit.callbackFailed(reason) });
     try {
@@ -70,7 +82,9 @@ export function createCallbackSender(deps: { db: Db; queue: TaskQueue; config: C
       const response = await sendOutbound({
         method: 'POST',
         url,
-        json: body,
+        // Sent as the very bytes that were signed.
+        body,
+        headers: { 'content-type': 'application/json', ...headers },
         timeoutMs: config.callbackTimeoutSeconds * 1000,
         maxBodyBytes: 0,
         agent: config.callbackAllowPrivateNetworks ? anyAddressAgent : publicOnlyAgent,
@@ -90,22 +104,45 @@ export function createCallbackSender(deps: { db: Db; queue: TaskQueue; config: C
     }
   }
 
+  /** Seconds before retry number `retry` (1-based); the schedule's last value repeats. */
+  const retryDelaySeconds = (retry: number) => {
+    const delays = config.callbackRetryDelaysSeconds;
+    return delays[Math.min(retry, delays.length) - 1]!;
+  };
+
   return async function sendCallback(delivery: CallbackDelivery): Promise<void> {
     const store = taskStore(db, delivery.tenantId);
     const task = await persist('reading a task for its callback', () => store.find(delivery.taskId));
     if (!task?.callback_url) return;
     const log = logger.child({ task_id: task.id, tenant_id: task.tenant_id });
     // Ids chosen here keep each entry single when a write is retried after a lost reply.
-    const [attemptEntry, outcomeEntry] = [randomUUID(), randomUUID()];
+    const [attemptEntry, outcomeEntry, followUpEntry] = [randomUUID(), randomUUID(), randomUUID()];
     await persist('auditing a callback', () => store.auditOnce(attemptEntry, task.id, audit.callbackAttempt(task.callback_url!)));
-    const { outcome, entry } = await deliver(task.callback_url, toTaskOut(task), log);
+    const secrets = await persist('reading the webhook signing secret', () => deps.signingSecrets(task.tenant_id));
+    const body = JSON.stringify(toTaskOut(task));
+    const headers = webhookHeaders({ id: callbackMessageId(task), timestamp: Math.floor(Date.now() / 1000), body, secrets });
+    const { outcome, entry } = await deliver(task.callback_url, body, headers, log);
     injectFault(config.faultInjectionPoint, 'during-callback');
+
+    const maxRetries = config.callbackMaxRetries;
+    const retry = outcome === 'failed' && delivery.retry < maxRetries ? delivery.retry + 1 : undefined;
+    let followUp: string | undefined;
+    if (retry !== undefined) followUp = audit.callbackRetryScheduled(retry, maxRetries, retryDelaySeconds(retry));
+    else if (outcome === 'failed' && delivery.retry > 0) followUp = audit.callbackPermanentlyFailed(delivery.retry);
+    let runAt: Date | undefined;
     await persist('recording a callback', () =>
       db.transaction().execute(async (trx) => {
-        await taskStore(trx, delivery.tenantId).auditOnce(outcomeEntry, task.id, entry);
+        const trail = taskStore(trx, delivery.tenantId);
+        await trail.auditOnce(outcomeEntry, task.id, entry);
+        if (followUp) await trail.auditOnce(followUpEntry, task.id, followUp);
+        if (retry !== undefined) {
+          runAt = new Date(Date.now() + retryDelaySeconds(retry) * 1000);
+          await queue.retryCallback(trx, task, retry, runAt);
+        }
         await queue.completeCallback(trx, delivery.attempt);
       }),
     );
+    if (runAt) deps.onRetryScheduled?.(runAt);
     metrics.callback(outcome);
   };
 }

@@ -42,7 +42,10 @@ export function createTaskExecution(deps: {
   config: Config;
   /** Counts what the worker does: starts, outcomes, retries, chained creations (after each commit). */
   metrics: Metrics;
-  /** Told (after commit) when a retry has been scheduled, so a worker can be woken right on time. */
+  /**
+   * Told (after commit) when a retry has been scheduled, or a waiting action's resumption, so a
+   * worker can be woken right on time.
+   */
   onRetryScheduled?: (task: TaskRow, runAt: Date) => void;
 }) {
   const { db, queue, config, metrics } = deps;
@@ -105,9 +108,10 @@ export function createTaskExecution(deps: {
     const claimed = await claimTasks(
       db,
       deliveries.map((delivery) => ({ tenantId: delivery.tenantId, taskId: delivery.taskId, delivery: delivery.attempt.retryCount })),
-      audit.started,
+      { started: audit.started, resumed: audit.resumed },
     );
-    metrics.tasksStarted(claimed.map((task) => ({ ...task, dueAt: task.due_at })));
+    // A resumed attempt started when it was first claimed.
+    metrics.tasksStarted(claimed.filter((task) => !task.resumed).map((task) => ({ ...task, dueAt: task.due_at })));
     const byId = new Map(claimed.map((task) => [task.id, task]));
     return Promise.all(
       deliveries.map(async (delivery): Promise<Begin> => {
@@ -186,6 +190,23 @@ export function createTaskExecution(deps: {
       if (!failed) return false;
       metrics.tasksFinished('failed', [failed]);
       return true;
+    },
+
+    /**
+     * The delivery's action asked to wait `seconds`: the task stays in_progress, held by no worker
+     * (scheduled_for says until when), and its job comes back then to resume the attempt. No retry
+     * is spent. A delivery that no longer holds its attempt (canceled meanwhile) changes nothing.
+     */
+    async wait(delivery: Delivery, seconds: number): Promise<void> {
+      const waiting = await db.transaction().execute(async (trx) => {
+        const store = taskStore(trx, delivery.tenantId);
+        const task = await store.waitFor(delivery.taskId, delivery.attempt.retryCount, seconds);
+        if (!task) return undefined;
+        await store.audit(task.id, audit.waiting(seconds, task.wait_until!));
+        await queue.resumeAt(trx, task, delivery.attempt, task.wait_until!);
+        return task;
+      });
+      if (waiting) deps.onRetryScheduled?.(waiting, waiting.wait_until!);
     },
 
     /** Records this delivery's attempt as failed. */

@@ -61,6 +61,20 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
         .executeTakeFirst();
     },
 
+    /**
+     * in_progress, held by no worker until `seconds` from now (scheduled_for and wait_until), only
+     * for the delivery that holds the attempt, and once: its action asked to wait. The job's next
+     * delivery claims the task again (see claimTasks).
+     */
+    async waitFor(id: string, delivery: number, seconds: number) {
+      const until = sql<Date>`date_trunc('milliseconds', now() + make_interval(secs => ${seconds}))`;
+      return heldAttempt(id, delivery)
+        .where('scheduled_for', 'is', null)
+        .set({ scheduled_for: until, wait_until: until })
+        .returningAll()
+        .executeTakeFirst();
+    },
+
     /** queued/in_progress → canceled (or failed, when its job is gone); anything else is left alone. */
     async end(id: string, outcome: { status: Extract<TaskStatus, 'canceled' | 'failed'>; result: unknown }): Promise<TaskRow | undefined> {
       return updateTasks()
@@ -80,6 +94,40 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
         .orderBy('created_at')
         .limit(1)
         .executeTakeFirst();
+    },
+
+    /**
+     * The chain `id` belongs to, first to last: the tasks before it (each the one whose
+     * next_task_id names the next) and after it (following next_task_id). Every link is found by a
+     * unique index; at most CHAIN_LINKS_FOLLOWED in each direction, though chains are far shorter.
+     */
+    async chainOf(id: string): Promise<TaskRow[]> {
+      const { rows } = await sql<TaskRow>`
+        with recursive
+          earlier(id, depth) as (
+            select parent.id, -1 from tasks parent where parent.tenant_id = ${tenantId} and parent.next_task_id = ${id}
+            union all
+            select parent.id, earlier.depth - 1 from earlier
+            join tasks parent on parent.tenant_id = ${tenantId} and parent.next_task_id = earlier.id
+            where earlier.depth > ${-CHAIN_LINKS_FOLLOWED}
+          ),
+          later(id, next_id, depth) as (
+            select id, next_task_id, 0 from tasks where tenant_id = ${tenantId} and id = ${id}
+            union all
+            select task.id, task.next_task_id, later.depth + 1 from later
+            join tasks task on task.tenant_id = ${tenantId} and task.id = later.next_id
+            where later.depth < ${CHAIN_LINKS_FOLLOWED}
+          ),
+          linked(id, depth) as (select id, depth from earlier union all select id, depth from later)
+        select tasks.* from linked join tasks on tasks.tenant_id = ${tenantId} and tasks.id = linked.id
+        order by linked.depth
+      `.execute(db);
+      return rows;
+    },
+
+    /** The tasks created as retries of `id` (retry_of), oldest first. */
+    async retriesOf(id: string): Promise<TaskRow[]> {
+      return tasks().selectAll().where('retry_of', '=', id).orderBy('created_at').orderBy('id').execute();
     },
 
     async audit(taskId: string, ...messages: string[]): Promise<void> {
@@ -240,6 +288,9 @@ export function taskStore(db: Kysely<Database>, tenantId: string) {
 
 export type TaskStore = ReturnType<typeof taskStore>;
 
+/** How many links chainOf follows each way: beyond any chain a task body can describe (MAX_CHAIN_DEPTH). */
+const CHAIN_LINKS_FOLLOWED = 64;
+
 /** What a page of the task list is narrowed to. */
 export interface TaskListFilter {
   /** At least one. */
@@ -311,9 +362,15 @@ export interface DeliveredTask {
  * queued → in_progress with its audit entry, in one statement for a whole batch: only from
  * queued and only by a later delivery than the last claim (pg-boss counts up on every re-claim),
  * so a second delivery of the same job claims nothing, even after its failed attempt put the task
- * back to queued for a retry. Returns the tasks claimed.
+ * back to queued for a retry. A task in_progress whose action waits (scheduled_for set, see
+ * waitFor) is claimed the same way, as resumed: its attempt goes on, started_at stays, and its
+ * audit entry is `messages.resumed`. Returns the tasks claimed.
  */
-export async function claimTasks(db: Kysely<Database>, tasks: readonly DeliveredTask[], message: string): Promise<ClaimedTask[]> {
+export async function claimTasks(
+  db: Kysely<Database>,
+  tasks: readonly DeliveredTask[],
+  messages: { started: string; resumed: string },
+): Promise<ClaimedTask[]> {
   if (tasks.length === 0) return [];
   const { rows } = await sql<ClaimedTask>`
     with input as (
@@ -321,24 +378,29 @@ export async function claimTasks(db: Kysely<Database>, tasks: readonly Delivered
                            ${tasks.map((task) => task.delivery)}::int[]) as x(id, tenant_id, delivery)
     ),
     claimed as (
-      update tasks set status = 'in_progress', started_at = now(), claimed_delivery = input.delivery,
-                       scheduled_for = null, updated_at = now()
+      update tasks set status = 'in_progress', claimed_delivery = input.delivery, scheduled_for = null, updated_at = now(),
+                       started_at = case when tasks.status = 'queued' then now() else tasks.started_at end
       from input join tasks as queued on queued.tenant_id = input.tenant_id and queued.id = input.id
-      where tasks.id = input.id and tasks.tenant_id = input.tenant_id and tasks.status = 'queued'
+      where tasks.id = input.id and tasks.tenant_id = input.tenant_id
+        and (tasks.status = 'queued' or (tasks.status = 'in_progress' and tasks.scheduled_for is not null))
         and (tasks.claimed_delivery is null or tasks.claimed_delivery < input.delivery)
-      -- queued is the row as it was before this claim: when it was due, its retry's or schedule's time.
-      returning tasks.*, coalesce(queued.scheduled_for, queued.created_at) as due_at
+      -- queued is the row as it was before this claim: when it was due, its retry's, schedule's or wait's end.
+      returning tasks.*, coalesce(queued.scheduled_for, queued.created_at) as due_at, queued.status = 'in_progress' as resumed
     ),
     audited as (
-      insert into task_logs (task_id, tenant_id, message) select id, tenant_id, ${message}::text from claimed
+      insert into task_logs (task_id, tenant_id, message)
+      select id, tenant_id, case when resumed then ${messages.resumed}::text else ${messages.started}::text end from claimed
     )
     select * from claimed
   `.execute(db);
   return rows;
 }
 
-/** A task just claimed, and when it had become due (created, or its schedule's or retry's time). */
-export type ClaimedTask = TaskRow & { due_at: Date };
+/**
+ * A task just claimed, when it had become due (created, or its schedule's, retry's or wait's
+ * time), and whether it resumes an attempt whose action waited.
+ */
+export type ClaimedTask = TaskRow & { due_at: Date; resumed: boolean };
 
 /** A successful attempt to record: its result and the audit entries its action produced. */
 export interface SucceededTask extends DeliveredTask {

@@ -1,14 +1,15 @@
+import { actionFor } from '../actions/registry.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
 import type { TaskRow } from '../db/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { AppError, type ValidationIssue } from '../errors.js';
 import type { Principal } from '../http/types.js';
+import { isOperatorHost, OPERATOR_HOST_REFUSAL, operatorHosts } from '../lib/operator-hosts.js';
 import { assertPublicHost, NonPublicDestinationError } from '../lib/public-address.js';
 import { isUuid } from '../lib/uuid.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
-import { isOperatorHost, OPERATOR_HOST_REFUSAL, operatorHosts } from './callbacks.js';
 import { toTaskLogOut, toTaskOut } from './task-json.js';
 import { AoaSlotTakenError, type TaskCreator } from './task-creation.js';
 import { taskStore } from './tasks.repository.js';
@@ -32,6 +33,8 @@ export interface TaskService {
   retry(auth: Principal, id: string): Promise<TaskOut>;
   /** Creates every task of the list, or none. */
   createBatch(auth: Principal, bodies: readonly TaskBody[]): Promise<TaskOut[]>;
+  /** What a task is linked to: its success chain, first to last (itself included), and the tasks that retried it. */
+  links(auth: Principal, id: string): Promise<{ chain: TaskOut[]; retriedAs: TaskOut[] }>;
 }
 
 const RETRYABLE = new Set(['failed', 'canceled']);
@@ -49,27 +52,31 @@ function bodyOf(task: TaskRow): TaskBody {
 }
 
 /**
- * The callback URLs of a task and its chain that are refused now, with the request, rather than
- * when the callback comes due: those on a host of the operator's Slack or Legacy DCL, and, unless
- * private targets are allowed, those whose host is an IP literal outside the public internet.
- * (Whether a host name is public can only be judged when it is resolved, at send time.)
+ * The URLs of a task and its chain that are refused now, with the request, rather than when the
+ * service comes to call them: the callback URLs and those of the payloads (an http_request's url).
+ * Refused are those on a host of the operator's Slack or Legacy DCL, and, unless private targets
+ * are allowed, those whose host is an IP literal outside the public internet. (Whether a host name
+ * is public can only be judged when it is resolved, at send time.)
  */
-function refusedCallbackTargets(body: TaskBody, policy: { allowPrivate: boolean; operatorHosts: ReadonlySet<string> }): ValidationIssue[] {
+function refusedTargets(body: TaskBody, policy: { allowPrivate: boolean; operatorHosts: ReadonlySet<string> }): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
   const path: string[] = ['body'];
   for (let task: TaskBody | null | undefined = body; task; task = task.on_success_next_task) {
-    if (task.callback_url) {
-      const loc = [...path, 'callback_url'];
+    const targets = [
+      ...(task.callback_url ? [{ loc: [...path, 'callback_url'], field: 'callback_url', url: task.callback_url }] : []),
+      ...(actionFor('task', task.payload)?.targets?.(task.payload) ?? []).map(({ field, url }) => ({ loc: [...path, 'payload', field], field, url })),
+    ];
+    for (const { loc, field, url } of targets) {
       try {
-        if (!policy.allowPrivate) assertPublicHost(task.callback_url);
-        if (isOperatorHost(task.callback_url, policy.operatorHosts)) {
-          issues.push({ loc, msg: `callback_url is refused: ${OPERATOR_HOST_REFUSAL}`, type: 'operator_host' });
+        if (!policy.allowPrivate) assertPublicHost(url);
+        if (isOperatorHost(url, policy.operatorHosts)) {
+          issues.push({ loc, msg: `${field} is refused: ${OPERATOR_HOST_REFUSAL}`, type: 'operator_host' });
         }
       } catch (error) {
         if (!(error instanceof NonPublicDestinationError)) throw error;
         issues.push({
           loc,
-          msg: `callback_url must reach a public address: ${error.message} (set CALLBACK_ALLOW_PRIVATE_NETWORKS=true to allow private targets)`,
+          msg: `${field} must reach a public address: ${error.message} (set CALLBACK_ALLOW_PRIVATE_NETWORKS=true to allow private targets)`,
           type: 'public_address',
         });
       }
@@ -87,18 +94,18 @@ export function createTaskService(deps: {
   metrics: Metrics;
 }): TaskService {
   const { db, queue, creator, config, metrics } = deps;
-  const callbackPolicy = { allowPrivate: config.callbackAllowPrivateNetworks, operatorHosts: operatorHosts(config) };
+  const targetPolicy = { allowPrivate: config.callbackAllowPrivateNetworks, operatorHosts: operatorHosts(config) };
 
   return {
     async create(auth, body) {
-      const refused = refusedCallbackTargets(body, callbackPolicy);
+      const refused = refusedTargets(body, targetPolicy);
       if (refused.length > 0) throw new AppError('validation', refused);
       return toTaskOut(await creator.create({ tenantId: auth.tenantId, body, kind: 'task', createdBy: auth.userId }));
     },
 
     async createBatch(auth, bodies) {
       const refused = bodies.flatMap((body, index) =>
-        refusedCallbackTargets(body, callbackPolicy).map((issue) => ({ ...issue, loc: ['body', 'tasks', index, ...issue.loc.slice(1)] })),
+        refusedTargets(body, targetPolicy).map((issue) => ({ ...issue, loc: ['body', 'tasks', index, ...issue.loc.slice(1)] })),
       );
       if (refused.length > 0) throw new AppError('validation', refused);
       const created = await creator.createAll(
@@ -116,7 +123,7 @@ export function createTaskService(deps: {
         throw new AppError('conflict', `Only a failed or canceled task can be retried; this one is ${original.status}`);
       }
       const body = bodyOf(original);
-      const refused = refusedCallbackTargets(body, callbackPolicy);
+      const refused = refusedTargets(body, targetPolicy);
       if (refused.length > 0) throw new AppError('conflict', `The task cannot run again as it is: ${refused[0]!.msg}`);
       try {
         const retry = await creator.create({ tenantId: auth.tenantId, body, kind: original.kind, createdBy: auth.userId, retryOf: original.id });
@@ -152,6 +159,14 @@ export function createTaskService(deps: {
       });
       metrics.tasksCanceled([canceled]);
       return toTaskOut(canceled);
+    },
+
+    async links(auth, id) {
+      assertTaskId(id);
+      const store = taskStore(db, auth.tenantId);
+      const [chain, retriedAs] = await Promise.all([store.chainOf(id), store.retriesOf(id)]);
+      if (chain.length === 0) throw taskNotFound();
+      return { chain: chain.map(toTaskOut), retriedAs: retriedAs.map(toTaskOut) };
     },
 
     async logs(auth, id) {

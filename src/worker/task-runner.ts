@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Job, JobResult } from 'pg-boss';
 import * as v from 'valibot';
-import type { Action, ActionOutcome } from '../actions/action.js';
+import type { Action, ActionContext, ActionOutcome, ActionWait } from '../actions/action.js';
 import { ActionError } from '../actions/action.js';
 import type { Config } from '../config.js';
 import { isDatabaseUnavailable, retryWhileUnavailable, type DatabaseWatch } from '../db/availability.js';
@@ -49,6 +49,8 @@ export interface TaskRunnerDeps {
   cancelWatch: CancelWatch;
   /** Which action runs a claimed task; undefined when none can. */
   resolveAction(task: TaskRow): Action<any> | undefined;
+  /** A tenant's own Slack integration (see ActionContext.slack). */
+  slackFor: (tenantId: string) => ReturnType<ActionContext['slack']>;
 }
 
 /** Most successes (or audit entries) one statement writes; they are written together as their actions produce them. */
@@ -117,7 +119,7 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
     const onQueueAbort = () => controller.abort(new Error('The queue stopped the attempt (expired or shutting down)'));
     job.signal.addEventListener('abort', onQueueAbort, { once: true });
 
-    let outcome: ActionOutcome;
+    let outcome: ActionOutcome | ActionWait;
     try {
       const audit = async (message: string) => {
         const entry: AuditEntry = { id: randomUUID(), tenantId: task.tenant_id, taskId: task.id, message };
@@ -125,7 +127,14 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
         injectFault(config.faultInjectionPoint, 'during-action');
       };
       outcome = await untilAborted(
-        action.run(task.payload as { action: string }, { signal: controller.signal, config, tenantId: task.tenant_id, audit }),
+        action.run(task.payload as { action: string }, {
+          signal: controller.signal,
+          config,
+          tenantId: task.tenant_id,
+          audit,
+          slack: () => deps.slackFor(task.tenant_id),
+          waitedUntil: task.wait_until,
+        }),
         controller.signal,
       );
     } catch (error) {
@@ -144,6 +153,11 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
       if (!controller.signal.aborted) controller.abort(new Error('Attempt finished'));
     }
     injectFault(config.faultInjectionPoint, 'after-action');
+    if ('waitSeconds' in outcome) {
+      await persist('recording a wait', () => execution.wait(delivery, outcome.waitSeconds));
+      log.debug('attempt waits', { seconds: outcome.waitSeconds });
+      return;
+    }
     await successes.write({ delivery, outcome });
     log.debug('attempt succeeded');
   }

@@ -8,13 +8,15 @@ import type { DatabaseWatch } from '../db/availability.js';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { CALLBACK_QUEUE, createTaskQueue, TASK_QUEUE, tasksWithoutLiveJob, type TaskJobData } from '../queue/task-queue.js';
-import { createCallbackSender } from '../tasks/callbacks.js';
+import { CALLBACK_QUEUE, createTaskQueue, TASK_QUEUE, tasksWithoutLiveJob, type CallbackJobData, type TaskJobData } from '../queue/task-queue.js';
+import { createSlackIntegrations } from '../integrations/slack-integration.js';
+import { createWebhookSecrets } from '../integrations/webhook-secrets.js';
+import { CallbackJobSchema, createCallbackSender } from '../tasks/callbacks.js';
 import { createTaskExecution, type TaskExecution } from '../tasks/task-execution.js';
 import { startCancelWatch } from './cancel-watch.js';
 import { startHeartbeat } from './heartbeat.js';
 import { startRetention } from './retention.js';
-import { createTaskRunner, TaskJobSchema } from './task-runner.js';
+import { createTaskRunner } from './task-runner.js';
 
 export interface WorkerDeps {
   db: Db;
@@ -76,19 +78,20 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   const heartbeat = await startHeartbeat(db, watch);
   const cancelWatch = startCancelWatch(db, watch);
   const queue = createTaskQueue(boss);
+  // Polling alone would start a retry late (up to half a second for tasks, seconds for callbacks);
+  // this process's workers of the queue are woken when it comes due (other processes still find it by polling).
+  const wakeWorkersAt = (queueName: string, runAt: Date) => {
+    const timer = setTimeout(() => {
+      for (const worker of boss.getWipData()) if (worker.name === queueName) boss.notifyWorker(worker.id);
+    }, Math.max(0, runAt.getTime() - Date.now()) + RETRY_WAKE_SLACK_MS);
+    timer.unref();
+  };
   const execution = createTaskExecution({
     db,
     queue,
     config,
     metrics,
-    // The 0.5 s poll alone would start retries up to half a second late; wake this process's
-    // workers when the retry comes due (other processes still find it by polling).
-    onRetryScheduled: (task, runAt) => {
-      const timer = setTimeout(() => {
-        for (const worker of boss.getWipData()) if (worker.name === TASK_QUEUE[task.kind]) boss.notifyWorker(worker.id);
-      }, Math.max(0, runAt.getTime() - Date.now()) + RETRY_WAKE_SLACK_MS);
-      timer.unref();
-    },
+    onRetryScheduled: (task, runAt) => wakeWorkersAt(TASK_QUEUE[task.kind], runAt),
   });
   const runTaskJobs = createTaskRunner({
     db,
@@ -98,8 +101,19 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     execution,
     cancelWatch,
     resolveAction: (task) => actionFor(task.kind, task.payload),
+    slackFor: createSlackIntegrations({ db, config }).forTask,
   });
-  const sendCallback = createCallbackSender({ db, queue, config, logger, watch, metrics });
+  const webhookSecrets = createWebhookSecrets(db);
+  const sendCallback = createCallbackSender({
+    db,
+    queue,
+    config,
+    logger,
+    watch,
+    metrics,
+    signingSecrets: webhookSecrets.signingSecrets,
+    onRetryScheduled: (runAt) => wakeWorkersAt(CALLBACK_QUEUE, runAt),
+  });
   const housekeeping = setInterval(() => {
     sweepOrphanedTasks(db, execution).catch((error: unknown) => watch.failed(error, 'orphaned task sweep'));
     deleteEndedWindows(db).catch((error: unknown) => watch.failed(error, 'sign-in throttle cleanup'));
@@ -132,7 +146,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       runTaskJobs,
     );
   }
-  await boss.work<TaskJobData>(
+  await boss.work<CallbackJobData>(
     CALLBACK_QUEUE,
     {
       ...pollOptions,
@@ -142,7 +156,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       groupConcurrency: CALLBACKS_PER_TENANT,
     },
     async ([job]) => {
-      const data = v.safeParse(TaskJobSchema, job!.data);
+      const data = v.safeParse(CallbackJobSchema, job!.data);
       if (!data.success) {
         logger.error('malformed callback job dropped', { job_id: job!.id });
         return;
@@ -150,6 +164,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       await sendCallback({
         taskId: data.output.task_id,
         tenantId: data.output.tenant_id,
+        retry: data.output.retry,
         attempt: { id: job!.id, retryCount: job!.retryCount },
       });
     },
