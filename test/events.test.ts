@@ -309,6 +309,18 @@ describe('stream lifetime', () => {
     await waitForTaskEvents(again, created.id, 'task.created');
   });
 
+  test('a HEAD request takes no stream: nobody reads its body, so it must hold no place', async () => {
+    const user = await registerAndLogin(app, 'events-head');
+    for (let index = 0; index < MAX_STREAMS + 2; index += 1) {
+      const head = await fetch(`${app.url}/api/v1/events`, { method: 'HEAD', headers: { Authorization: `Bearer ${user.token}` } });
+      assert.equal(head.status, 200);
+      assert.match(head.headers.get('content-type') ?? '', /^text\/event-stream/);
+    }
+    const stream = await connect(user);
+    const created = await createTask(app, user.token, { payload: slackPayload(newChannel('head')), delay_seconds: 3600 });
+    await waitForTaskEvents(stream, created.id, 'task.created');
+  });
+
   test('after the notification connection is lost, streams are told to reset, and old ids give a reset', async () => {
     const user = await registerAndLogin(app, 'events-gap');
     const stream = await connect(user);

@@ -181,6 +181,10 @@ describe('POST /api/v1/tasks/batch', () => {
       assert.equal(tooSoon.status, 429);
       assert.match(tooSoon.body.detail, /TENANT_RATE_LIMIT_PER_SECOND/);
       assert.ok(Number(tooSoon.headers.get('retry-after')) >= 4, `Retry-After ${tooSoon.headers.get('retry-after')}`);
+      // A single creation while in debt is refused too, and leaves the debt as it was.
+      assert.equal((await limited.post('/api/v1/tasks', { payload: slackPayload('#limits', 'one') }, { token: user.token })).status, 429);
+      const { rows: bucket } = await sql<{ tokens: number }>`select tokens from tenant_rate_buckets where tenant_id = ${user.tenantId}`.execute(limited.db);
+      assert.ok(bucket[0]!.tokens < -1, `still in debt: ${bucket[0]!.tokens}`);
 
       await sql`update tenant_rate_buckets set tokens = 2, refilled_at = now() where tenant_id = ${user.tenantId}`.execute(limited.db);
       const overQuota = await limited.post('/api/v1/tasks/batch', batch(4), { token: user.token });
@@ -288,6 +292,14 @@ describe('Idempotency-Key', () => {
     assert.ok((await deleteExpiredIdempotencyKeys(app.db)) >= 1);
     const { rows } = await sql<{ key: string }>`select key from idempotency_keys where key in (${key}, ${stale})`.execute(app.db);
     assert.deepEqual(rows, [{ key }]);
+  });
+
+  test('a key whose first request never answered (its process died) is taken over after a while', async () => {
+    const key = randomUUID();
+    await sql`insert into idempotency_keys (tenant_id, key, request_hash, created_at)
+              values (${alice.tenantId}, ${key}, 'abandoned', now() - interval '2 minutes')`.execute(app.db);
+    const response = await app.post('/api/v1/tasks', { payload: slackPayload('#idem-abandoned') }, withKey(key));
+    assert.equal(response.status, 201);
   });
 
   test('a key that is not 1-255 printable ASCII characters is 422', async () => {

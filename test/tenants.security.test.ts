@@ -369,7 +369,7 @@ describe('members and roles', () => {
     assert.equal((await app.get('/api/v1/auth/me', { token: stranger.token })).status, 200);
   });
 
-  test("a removed user's tokens and keys are refused at once; its tasks and invitations stay", async () => {
+  test("a removed user's tokens, keys and pending invitations go at once; its tasks stay", async () => {
     const admin = await joinTenant(app, owner, 'admin');
     const key = await createApiKey(app, admin, 'member');
     const task = await createTask(app, admin.token, { payload: slackPayload('#kept') });
@@ -388,9 +388,17 @@ describe('members and roles', () => {
 
     const kept = await app.db.selectFrom('tasks').select('created_by').where('id', '=', task.id).executeTakeFirstOrThrow();
     assert.equal(kept.created_by, null);
+    // An invitation sent on the way out must not let the removed user (or an accomplice) back in.
     const invitations = await app.get('/api/v1/tenant/invitations', { token: owner.token });
-    assert.equal(invitations.body.invitations.find((item: any) => item.id === invitation.id).created_by, null);
-    assert.equal((await register(invitation.email, invitation.token)).status, 201, "a removed user's invitation still admits");
+    assert.equal(invitations.body.invitations.find((item: any) => item.id === invitation.id), undefined);
+    assert.equal((await register(invitation.email, invitation.token)).status, 400, "a removed user's invitation no longer admits");
+  });
+
+  test('an API key cannot make API keys (they would outlive its revocation)', async () => {
+    const key = await createApiKey(app, owner, 'admin');
+    const made = await app.post('/api/v1/tenant/api-keys', { name: 'offspring', role: 'viewer' }, { token: key.key });
+    assert.equal(made.status, 403);
+    assert.match(made.body.detail, /API keys are made by users/);
   });
 
   test('admins remove members and viewers; removing an admin or an owner takes an owner', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { startTestApp, type TestApp } from './helpers/app.js';
+import { startTestApp, withTestApp, type TestApp } from './helpers/app.js';
 import { DashboardBrowser, signedInBrowser, visibleText } from './helpers/dashboard.js';
 import { startFakeDcl, type FakeDcl } from './helpers/dcl.js';
 import { createTask, getTask, slackPayload } from './helpers/engine.js';
@@ -195,6 +195,31 @@ describe('CSRF', () => {
     assert.equal((await browser.post(`/app/tasks/${task.id}/cancel`, {}, beforeSignIn)).status, 403);
     assert.equal((await getTask(app, owner.token, task.id)).status, 'queued');
   });
+});
+
+describe('hostile input', () => {
+  test('a form that is not what it claims to be is a 400 page, text PostgreSQL cannot store a 422 page', async () => {
+    const malformed = await fetch(`${app.url}/app/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'multipart/form-data; boundary=x' },
+      body: 'garbage',
+    });
+    assert.equal(malformed.status, 400);
+    const browser = new DashboardBrowser(app);
+    await browser.get('/app/login');
+    const nul = await browser.post('/app/login', { email: 'a\u0000b@example.com', password: 'whatever it is' });
+    assert.equal(nul.status, 422);
+    assert.match(visibleText(nul.html), /NUL/);
+  });
+
+  test('no origin gets CORS headers on the dashboard, which a cookie unlocks', () =>
+    withTestApp({ env: { ALLOWED_WEB_ORIGIN: 'https://app.example.com' } }, async (corsApp) => {
+      const page = await fetch(`${corsApp.url}/app/login`, { headers: { Origin: 'https://app.example.com' } });
+      assert.equal(page.headers.get('access-control-allow-origin'), null);
+      assert.equal(page.headers.get('access-control-allow-credentials'), null);
+      const api = await fetch(`${corsApp.url}/health/api`, { headers: { Origin: 'https://app.example.com' } });
+      assert.equal(api.headers.get('access-control-allow-origin'), 'https://app.example.com');
+    }));
 });
 
 describe('the task list', () => {

@@ -71,6 +71,11 @@ export function createNotifications(
       await next.end().catch(() => {});
       throw error;
     }
+    // Closed while this connection was being made: it must not outlive the close.
+    if (closed) {
+      await next.end().catch(() => {});
+      return;
+    }
     next.on('notification', (message) => {
       for (const handler of handlers.get(message.channel) ?? []) handler(message.payload ?? '');
     });

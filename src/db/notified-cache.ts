@@ -24,13 +24,18 @@ export function createNotifiedCache<V>(
   const lookups = new Map<string, Promise<V>>();
   // Raised by every change heard of: a lookup that began before it may have read the old state.
   let changes = 0;
-  notifications.subscribe(options.channel, (key) => {
+  // A lookup in flight when a change is heard may read the state from before it: later askers
+  // must not share it, so it is dropped with what is remembered.
+  const changed = (key: string) => {
     changes += 1;
     known.delete(key);
-  });
+    lookups.delete(key);
+  };
+  notifications.subscribe(options.channel, changed);
   notifications.onListening(() => {
     changes += 1;
     known.clear();
+    lookups.clear();
   });
 
   async function lookUpAndKeep(key: string): Promise<V> {
@@ -54,14 +59,13 @@ export function createNotifiedCache<V>(
       }
       let lookup = lookups.get(key);
       if (!lookup) {
-        lookup = lookUpAndKeep(key).finally(() => lookups.delete(key));
-        lookups.set(key, lookup);
+        const started: Promise<V> = lookUpAndKeep(key).finally(() => {
+          if (lookups.get(key) === started) lookups.delete(key);
+        });
+        lookups.set(key, (lookup = started));
       }
       return lookup;
     },
-    forget(key) {
-      changes += 1;
-      known.delete(key);
-    },
+    forget: changed,
   };
 }

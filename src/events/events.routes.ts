@@ -114,6 +114,9 @@ export function streamTaskEvents<E extends AppEnv>(
   stillAuthorized: () => Promise<boolean>,
   options: { heartbeatMs: number },
 ): Response {
+  // Hono answers HEAD with the GET handler and drops the body: nobody would read or end this
+  // stream, and its subscription would be held for ever. A HEAD learns the type, and no more.
+  if (c.req.method === 'HEAD') return c.body(null, 200, { 'Content-Type': 'text/event-stream' });
   const logger = c.get('logger');
   const lastEventId = c.req.header('Last-Event-ID') || c.req.query('last_event_id') || undefined;
   const openedAt = performance.now();

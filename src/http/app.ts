@@ -104,7 +104,7 @@ export function createApp(deps: AppDeps) {
   app.use(httpMetrics(metrics));
   app.use(drainUnreadBody(config.maxBodyBytes));
   app.use(securityHeaders);
-  app.use(corsForOrigins(config.allowedWebOrigins));
+  app.use(corsForOrigins(config.allowedWebOrigins, { exceptUnder: DASHBOARD_PATH }));
   app.use(
     methodNotAllowed({
       app,

@@ -7,10 +7,14 @@ const EXPOSED_HEADERS = 'X-Request-ID, Retry-After, Idempotent-Replayed';
 
 /**
  * CORS for exactly the configured origins: they get the allow headers (with credentials, for the
- * Authorization header); any other origin, or a request without one, gets none at all.
+ * Authorization header); any other origin, or a request without one, gets none at all. Paths
+ * under `exceptUnder` (the dashboard, signed in by cookie) get none either: an allowed origin must
+ * never read a page that the browser's cookie unlocked.
  */
-export function corsForOrigins(origins: readonly string[]): MiddlewareHandler {
+export function corsForOrigins(origins: readonly string[], options: { exceptUnder: string }): MiddlewareHandler {
+  const excepted = (path: string) => path === options.exceptUnder || path.startsWith(`${options.exceptUnder}/`);
   return async function cors(c, next) {
+    if (excepted(c.req.path)) return next();
     const origin = c.req.header('Origin');
     const allowed = origin !== undefined && origins.includes(origin);
     if (c.req.method === 'OPTIONS' && origin !== undefined && c.req.header('Access-Control-Request-Method')) {

@@ -13,6 +13,8 @@ const KEY_FORMAT = /^[\x21-\x7e]{1,255}$/;
 /** How long a request waits for the first request with its key to be answered. */
 const WAIT_FOR_FIRST_MS = 30_000;
 const POLL_MS = 25;
+/** A key claimed this long ago and still unanswered was abandoned: twice what a duplicate waits. */
+const ABANDONED_AFTER_SECONDS = (2 * WAIT_FOR_FIRST_MS) / 1000;
 
 /** The header, as the routes that honour it document it. */
 export const idempotencyKeyParameter = {
@@ -47,12 +49,15 @@ export function idempotent(db: Db): MiddlewareHandler<AuthenticatedEnv> {
   const inFlight = new Map<string, Promise<void>>();
 
   async function claim(tenantId: string, key: string, requestHash: string): Promise<boolean> {
-    // Inserts the key, or takes over one whose window has passed; no row back means someone holds it.
+    // Inserts the key, or takes over one whose window has passed, or one still unanswered long
+    // after any request could have been (its process died, or its release failed with the
+    // database): no row back means someone holds it.
     const { rows } = await sql<{ key: string }>`
       insert into idempotency_keys (tenant_id, key, request_hash) values (${tenantId}, ${key}, ${requestHash})
       on conflict (tenant_id, key) do update set request_hash = excluded.request_hash, status = null, content_type = null,
         body = null, created_at = now()
       where idempotency_keys.created_at < now() - make_interval(hours => ${IDEMPOTENCY_WINDOW_HOURS})
+         or (idempotency_keys.status is null and idempotency_keys.created_at < now() - make_interval(secs => ${ABANDONED_AFTER_SECONDS}))
       returning key
     `.execute(db);
     return rows.length > 0;

@@ -67,8 +67,9 @@ export function createTaskQuotas(db: Db, limits: CreationLimits) {
       -- Rows locked in one order by every statement: two batches cannot deadlock on them.
       order by tenant_id
       on conflict (tenant_id) do update set
-        tokens = ${refilled} - least(excluded.granted, floor(${refilled})),
-        granted = least(excluded.granted, floor(${refilled})),
+        -- A bucket in debt (after a batch) grants nothing, and stays in debt.
+        tokens = ${refilled} - greatest(0, least(excluded.granted, floor(${refilled}))),
+        granted = greatest(0, least(excluded.granted, floor(${refilled}))),
         refilled_at = greatest(bucket.refilled_at, now())
       returning tenant_id, granted, tokens
     `.execute(db);

@@ -42,7 +42,17 @@ export function tenantStore(db: Kysely<Database>, tenantId: string) {
     },
 
     /** Their tasks and invitations stay (without the link to them), their API keys go: foreign keys do both. */
+    /**
+     * Removes a user, and the invitations it made that nobody accepted yet: whoever is removed must
+     * not be able to come back through an invitation sent on its way out.
+     */
     async deleteUser(id: string): Promise<void> {
+      await db
+        .deleteFrom('invitations')
+        .where('tenant_id', '=', tenantId)
+        .where('created_by', '=', id)
+        .where('accepted_at', 'is', null)
+        .execute();
       await db.deleteFrom('users').where('tenant_id', '=', tenantId).where('id', '=', id).execute();
     },
 

@@ -163,6 +163,8 @@ export function createTenantService(deps: { db: Db; versions: TokenVersions; api
     },
 
     async createApiKey(auth, { name, role }) {
+      // A key makes no keys: those would outlive its revocation, a way to keep access once found out.
+      if (auth.apiKeyId) throw new AppError('forbidden', 'API keys are made by users, not by other API keys');
       requireRole(auth, role);
       const { secret, hash } = newSecret(API_KEY_PREFIX);
       const row = await tenantStore(db, auth.tenantId).insertApiKey({

@@ -10,6 +10,7 @@ import { actionOf, between, formatTime, prettyJson } from './format.js';
 import { signedInFrame, type WebKit } from './kit.js';
 import { ActionButton, Layout, Notice, paths, renderPage, StatusBadge, type Frame } from './layout.js';
 import type { SignedInEnv } from './session.js';
+import { readForm } from './read-form.js';
 
 const JOB_LABELS: Record<string, string> = {
   aoa_connect: 'Run (connect)',
@@ -172,7 +173,7 @@ export function aoaPages(kit: WebKit, services: { aoa: AoaService; tasks: TaskSe
     .post('/aoa/run', signedIn('member'), (c) => start(c, { action: 'aoa_connect' }))
     .post('/aoa/reset', signedIn('member'), (c) => start(c, { action: 'aoa_reset' }))
     .post('/aoa/prod-mode', signedIn('member'), async (c) => {
-      const enabled = (await c.req.parseBody()).enabled;
+      const enabled = (await readForm(c)).enabled;
       if (enabled !== 'true' && enabled !== 'false') return show(c, { kind: 'error', text: 'Choose production mode on or off.' }, 422);
       return start(c, { action: 'aoa_toggle_dev_mode', enabled: enabled === 'true' });
     });

@@ -8,6 +8,7 @@ import type { TokenVersions } from '../auth/token-versions.js';
 import type { TokenIssuer } from '../auth/tokens.js';
 import type { Config } from '../config.js';
 import { isDatabaseUnavailable } from '../db/availability.js';
+import { refusedTextSqlstate } from '../db/errors.js';
 import { AppError } from '../errors.js';
 import { streamTaskEvents } from '../events/events.routes.js';
 import type { TaskEventHub } from '../events/task-events.js';
@@ -160,6 +161,7 @@ export function dashboardRoutes(deps: DashboardDeps) {
       return errorPage(c, error.status as ContentfulStatusCode, message, error.headers as Record<string, string>);
     }
     if (isDatabaseUnavailable(error)) return errorPage(c, 503, 'The database is unavailable. Try again in a moment.', { 'Retry-After': '2' });
+    if (refusedTextSqlstate(error)) return errorPage(c, 422, 'Text must not contain NUL characters or lone surrogates.');
     c.get('logger').error('unhandled error', { error, method: c.req.method, path: c.req.path });
     return errorPage(c, 500, 'Something went wrong on our side. Try again; if it keeps happening, tell your operator.');
   });

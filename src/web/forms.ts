@@ -3,6 +3,7 @@ import * as v from 'valibot';
 import type { ValidationIssue } from '../errors.js';
 import { toValidationIssues } from '../http/validation.js';
 import { CSRF_FIELD } from './csrf.js';
+import { readForm } from './read-form.js';
 import { DASHBOARD_PATH } from './session.js';
 
 /** Error messages by field name, and those that belong to no field. */
@@ -18,7 +19,7 @@ export const noErrors = (): FormErrors => ({ fields: {}, general: [] });
  * a file upload (no dashboard form has one) is ignored.
  */
 export async function formFields(c: Context): Promise<Record<string, string>> {
-  const body = await c.req.parseBody();
+  const body = await readForm(c);
   const fields: Record<string, string> = {};
   for (const [name, value] of Object.entries(body)) {
     if (name === CSRF_FIELD) continue;

@@ -1,4 +1,5 @@
 import type { Context, MiddlewareHandler } from 'hono';
+import { readForm } from './read-form.js';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { CookieOptions } from 'hono/utils/cookie';
 import { principalForToken } from '../auth/auth.middleware.js';
@@ -88,7 +89,7 @@ export function createSessions(deps: {
       let nonce = getCookie(c, NONCE_COOKIE);
       const session = getCookie(c, SESSION_COOKIE);
       if (c.req.method !== 'GET' && c.req.method !== 'HEAD') {
-        const form = await c.req.parseBody();
+        const form = await readForm(c);
         if (!csrf.accepts(form[CSRF_FIELD], nonce, session)) throw csrfRefused();
       }
       if (!nonce) {
