@@ -314,7 +314,7 @@ describe('one active AOA job per tenant', () => {
       const { task: slowTask } = await startRun(slow);
       const { task: quickTask } = await startRun(quick);
       // One fetch loop, started after both sends: its first fetch takes both jobs in one batch.
-      single = await startWorker({ db: app.db, boss: app.boss, config: { ...app.config, workerConcurrency: 1 }, logger: silentLogger, watch: app.watch, metrics: app.metrics });
+      single = await startWorker({ db: app.db, boss: app.boss, config: { ...app.config, workerConcurrency: 1 }, logger: silentLogger, watch: app.watch, metrics: app.metrics, notifications: app.notifications });
       await waitForStatus(app, quick.token, quickTask.id, 'success');
       const [slowJob] = await app.boss.findJobs('aoa', { id: slowTask.id });
       const [quickJob] = await app.boss.findJobs('aoa', { id: quickTask.id });

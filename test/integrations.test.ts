@@ -316,7 +316,7 @@ describe('the webhook URL in logs', () => {
       const logger = createLogger({ level: 'debug', write: (line) => void lines.push(line) });
       // The API and a worker of this app, both logging everything they log at debug level.
       const api = createApp({ db: app.db, boss: app.boss, config: app.config, logger, notifications: app.notifications, metrics: app.metrics });
-      const worker = await startWorker({ db: app.db, boss: app.boss, config: app.config, logger, watch: app.watch, metrics: app.metrics });
+      const worker = await startWorker({ db: app.db, boss: app.boss, config: app.config, logger, watch: app.watch, metrics: app.metrics, notifications: app.notifications });
       try {
         const admin = await registerAndLogin(app, 'slack-logs');
         const call = (method: string, body?: unknown) =>

@@ -289,7 +289,7 @@ describe('callback targets refused when sent', () => {
       LEGACY_DCL_BASE_URL: `http://[::1]:${port}`,
       CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true',
     });
-    const worker = await startWorker({ db: app.db, boss: app.boss, config: moved, logger: silentLogger, watch: app.watch, metrics: app.metrics });
+    const worker = await startWorker({ db: app.db, boss: app.boss, config: moved, logger: silentLogger, watch: app.watch, metrics: app.metrics, notifications: app.notifications });
     try {
       for (const [task, url] of [
         [tasks[0], onSlackHost],

@@ -9,6 +9,7 @@ import * as roles from './0007_roles.js';
 import * as tenantAccess from './0008_tenant_access.js';
 import * as tenantIntegrations from './0009_tenant_integrations.js';
 import * as delay from './0010_delay.js';
+import * as slackIntegrationChanges from './0011_slack_integration_changes.js';
 
 /** Every migration, in order. Listed statically so the compiled image needs no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -22,4 +23,5 @@ export const migrations: Record<string, Migration> = {
   '0008_tenant_access': tenantAccess,
   '0009_tenant_integrations': tenantIntegrations,
   '0010_delay': delay,
+  '0011_slack_integration_changes': slackIntegrationChanges,
 };

@@ -1,6 +1,8 @@
 import type { TenantSlack } from '../actions/action.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
+import { createNotifiedCache } from '../db/notified-cache.js';
+import type { Notifications } from '../db/notifications.js';
 import { AppError } from '../errors.js';
 import type { Principal } from '../http/types.js';
 import { isOperatorHost, operatorHosts } from '../lib/operator-hosts.js';
@@ -160,4 +162,21 @@ export async function reencryptSlackIntegrations(db: Db, box: SecretBox): Promis
     }
     after = page.at(-1)!.tenant_id;
   }
+}
+
+/** Sent (by a trigger) with the tenant's id whenever its Slack integration is stored, changed or removed. */
+export const SLACK_INTEGRATIONS_CHANNEL = 'autonomos_slack_integrations';
+
+/**
+ * `forTask` as a worker calls it for every Slack post: remembered per tenant and forgotten when
+ * the integration changes (NOTIFY), so a post costs no database round trip of its own.
+ */
+export function rememberedForTask(integrations: SlackIntegrations, notifications: Notifications): (tenantId: string) => Promise<TenantSlack | undefined> {
+  const cache = createNotifiedCache(notifications, {
+    channel: SLACK_INTEGRATIONS_CHANNEL,
+    lookUp: (tenantId) => integrations.forTask(tenantId),
+    maxEntries: 10_000,
+    maxAgeMs: 5 * 60_000,
+  });
+  return (tenantId) => cache.get(tenantId);
 }

@@ -154,15 +154,16 @@ export async function run(mode: Mode): Promise<void> {
     // One registry per process: in `all` mode the API's /metrics shows the worker's counters too.
     const metrics = createMetrics();
     metrics.observeQueues(() => queueDepths(boss));
-    if (mode !== 'api') parts.worker = await startWorker({ db, boss, config, logger, watch, metrics });
+    // Every mode listens: the API for revoked tokens and task events, the worker for changed integrations.
+    const notifications = (parts.notifications = createNotifications(databaseUrl, { applicationName: `autonomos-${mode}-listen`, watch }));
+    await notifications.ready;
+    if (mode !== 'api') parts.worker = await startWorker({ db, boss, config, logger, watch, metrics, notifications });
     if (mode === 'worker' && config.workerHttpPort !== undefined) {
       parts.server = await listen(workerHttpApp({ db, logger, metrics, metricsToken: config.metricsToken }), { host: config.host, port: config.workerHttpPort }, (base) =>
         logger.info('worker http listening', { health: `${base}/health/worker`, ...(config.metricsToken ? { metrics: `${base}/metrics` } : {}) }),
       );
     }
     if (mode !== 'worker') {
-      const notifications = (parts.notifications = createNotifications(databaseUrl, { applicationName: `autonomos-${mode}-listen`, watch }));
-      await notifications.ready;
       const stopping = (parts.stopping = new AbortController());
       const app = createApp({ db, boss, config, logger, notifications, metrics, stopping: stopping.signal });
       parts.server = await listen(app, config, (base) => logger.info('api listening', { url: base, docs: `${base}/docs` }));

@@ -8,8 +8,9 @@ import type { DatabaseWatch } from '../db/availability.js';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { Notifications } from '../db/notifications.js';
 import { CALLBACK_QUEUE, createTaskQueue, TASK_QUEUE, tasksWithoutLiveJob, type CallbackJobData, type TaskJobData } from '../queue/task-queue.js';
-import { createSlackIntegrations } from '../integrations/slack-integration.js';
+import { createSlackIntegrations, rememberedForTask } from '../integrations/slack-integration.js';
 import { createWebhookSecrets } from '../integrations/webhook-secrets.js';
 import { CallbackJobSchema, createCallbackSender } from '../tasks/callbacks.js';
 import { createTaskExecution, type TaskExecution } from '../tasks/task-execution.js';
@@ -26,6 +27,8 @@ export interface WorkerDeps {
   /** Where database failures are reported: an outage is logged once, and retried until it ends. */
   watch: DatabaseWatch;
   metrics: Metrics;
+  /** This process's LISTEN connection: tells the worker when what it remembers (tenants' Slack integrations) changed. */
+  notifications: Notifications;
 }
 
 export interface Worker {
@@ -101,7 +104,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     execution,
     cancelWatch,
     resolveAction: (task) => actionFor(task.kind, task.payload),
-    slackFor: createSlackIntegrations({ db, config }).forTask,
+    slackFor: rememberedForTask(createSlackIntegrations({ db, config }), deps.notifications),
   });
   const webhookSecrets = createWebhookSecrets(db);
   const sendCallback = createCallbackSender({

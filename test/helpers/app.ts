@@ -118,7 +118,7 @@ export async function startTestApp(options: { env?: Record<string, string>; work
     post: (path, json, opts) => request('POST', path, { ...opts, json }),
     delete: (path, opts) => request('DELETE', path, opts),
     async startWorker() {
-      const worker = await startWorker({ db, boss, config, logger: silentLogger, watch, metrics });
+      const worker = await startWorker({ db, boss, config, logger: silentLogger, watch, metrics, notifications });
       workers.push(worker);
       return worker;
     },
