@@ -50,6 +50,23 @@ const SignInPage: FC<{ frame: Frame; email?: string; next?: string; notice?: str
   </Layout>
 );
 
+/** The email and new password of an account being made, on the register and join pages alike. */
+const NewAccountFields: FC<{ values: Record<string, string>; errors: FormErrors }> = ({ values, errors }) => (
+  <>
+    <InputField id="email" name="email" label="Email" type="email" autocomplete="username" value={values.email} error={errors.fields.email} required />
+    <InputField
+      id="password"
+      name="password"
+      label="Password"
+      type="password"
+      autocomplete="new-password"
+      hint="At least 8 characters."
+      error={errors.fields.password}
+      required
+    />
+  </>
+);
+
 const RegisterPage: FC<{ frame: Frame; values: Record<string, string>; errors: FormErrors }> = ({ frame, values, errors }) => (
   <Layout frame={frame} title="Register">
     <div class="auth-card">
@@ -59,17 +76,7 @@ const RegisterPage: FC<{ frame: Frame; values: Record<string, string>; errors: F
       <form method="post" action={paths.register} novalidate>
         <CsrfField token={frame.csrf} />
         <InputField id="name" name="name" label="Organisation (tenant) name" autocomplete="organization" value={values.name} error={errors.fields.name} required />
-        <InputField id="email" name="email" label="Email" type="email" autocomplete="username" value={values.email} error={errors.fields.email} required />
-        <InputField
-          id="password"
-          name="password"
-          label="Password"
-          type="password"
-          autocomplete="new-password"
-          hint="At least 8 characters."
-          error={errors.fields.password}
-          required
-        />
+        <NewAccountFields values={values} errors={errors} />
         <button type="submit" class="button primary wide">
           Register and sign in
         </button>
@@ -90,17 +97,7 @@ const JoinPage: FC<{ frame: Frame; values: Record<string, string>; errors: FormE
       <form method="post" action={paths.join} novalidate>
         <CsrfField token={frame.csrf} />
         <InputField id="invite_token" name="invite_token" label="Invitation code" autocomplete="off" value={values.invite_token} error={errors.fields.invite_token} required />
-        <InputField id="email" name="email" label="Email" type="email" autocomplete="username" value={values.email} error={errors.fields.email} required />
-        <InputField
-          id="password"
-          name="password"
-          label="Password"
-          type="password"
-          autocomplete="new-password"
-          hint="At least 8 characters."
-          error={errors.fields.password}
-          required
-        />
+        <NewAccountFields values={values} errors={errors} />
         <button type="submit" class="button primary wide">
           Join and sign in
         </button>

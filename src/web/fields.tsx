@@ -25,16 +25,24 @@ const Hint: FC<{ id: string; hint: string | undefined }> = ({ id, hint }) =>
     </p>
   ) : null;
 
-/** A labelled <input>, with its hint and error message. */
-export const InputField: FC<
-  FieldProps & { type?: string; autocomplete?: string; placeholder?: string; min?: number; max?: number; step?: number | string; maxlength?: number }
-> = ({ id, name, label, value, error, hint, required, type = 'text', autocomplete, placeholder, min, max, step, maxlength }) => (
+/** What every labelled control is wrapped in: its label (saying when it is optional), hint and error. */
+const Labelled: FC<Omit<FieldProps, 'name' | 'value'> & { children: unknown }> = ({ id, label, error, hint, required, children }) => (
   <div class={`field${error ? ' has-error' : ''}`}>
     <label for={id}>
       {label}
       {required ? null : <span class="optional"> (optional)</span>}
     </label>
     <Hint id={id} hint={hint} />
+    {children}
+    <FieldError id={id} message={error} />
+  </div>
+);
+
+/** A labelled <input>, with its hint and error message. */
+export const InputField: FC<
+  FieldProps & { type?: string; autocomplete?: string; placeholder?: string; min?: number; max?: number; step?: number | string; maxlength?: number }
+> = ({ id, name, label, value, error, hint, required, type = 'text', autocomplete, placeholder, min, max, step, maxlength }) => (
+  <Labelled id={id} label={label} error={error} hint={hint} required={required}>
     <input
       id={id}
       name={name}
@@ -50,18 +58,12 @@ export const InputField: FC<
       aria-invalid={error ? 'true' : undefined}
       aria-describedby={describedBy(id, hint, error)}
     />
-    <FieldError id={id} message={error} />
-  </div>
+  </Labelled>
 );
 
 /** A labelled <textarea>. */
 export const TextAreaField: FC<FieldProps & { rows?: number; code?: boolean }> = ({ id, name, label, value, error, hint, required, rows = 4, code }) => (
-  <div class={`field${error ? ' has-error' : ''}`}>
-    <label for={id}>
-      {label}
-      {required ? null : <span class="optional"> (optional)</span>}
-    </label>
-    <Hint id={id} hint={hint} />
+  <Labelled id={id} label={label} error={error} hint={hint} required={required}>
     <textarea
       id={id}
       name={name}
@@ -72,18 +74,12 @@ export const TextAreaField: FC<FieldProps & { rows?: number; code?: boolean }> =
     >
       {value ?? ''}
     </textarea>
-    <FieldError id={id} message={error} />
-  </div>
+  </Labelled>
 );
 
 /** A labelled <select>; `options` as [value, label]. */
 export const SelectField: FC<FieldProps & { options: [string, string][]; class?: string }> = ({ id, name, label, value, error, hint, required, options, class: className }) => (
-  <div class={`field${error ? ' has-error' : ''}`}>
-    <label for={id}>
-      {label}
-      {required ? null : <span class="optional"> (optional)</span>}
-    </label>
-    <Hint id={id} hint={hint} />
+  <Labelled id={id} label={label} error={error} hint={hint} required={required}>
     <select id={id} name={name} class={className} aria-invalid={error ? 'true' : undefined} aria-describedby={describedBy(id, hint, error)}>
       {options.map(([optionValue, optionLabel]) => (
         <option value={optionValue} selected={optionValue === value}>
@@ -91,8 +87,7 @@ export const SelectField: FC<FieldProps & { options: [string, string][]; class?:
         </option>
       ))}
     </select>
-    <FieldError id={id} message={error} />
-  </div>
+  </Labelled>
 );
 
 /** A labelled checkbox. */
