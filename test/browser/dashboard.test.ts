@@ -180,8 +180,14 @@ describe('the dashboard in Chromium', () => {
     const { page, api } = owner;
     const task = await createTask(app, api.token, { payload: slackPayload(newChannel('later')), delay_seconds: 3600 });
     await page.goto(`${app.url}/app/tasks/${task.id}`);
-    await page.evaluate(`document.querySelector('form[action$="/cancel"] input[name="_csrf"]').remove()`);
-    const [response] = await Promise.all([page.waitForResponse((answer) => answer.url().endsWith('/cancel')), page.getByRole('button', { name: 'Cancel task' }).click()]);
+    // Taken out and submitted in one step: the page's live refresh may swap the form in again
+    // (with its token) between two separate steps.
+    const submitWithoutToken = `(() => {
+      const form = document.querySelector('form[action$="/cancel"]');
+      form.querySelector('input[name="_csrf"]').remove();
+      form.requestSubmit();
+    })()`;
+    const [response] = await Promise.all([page.waitForResponse((answer) => answer.url().endsWith('/cancel')), page.evaluate(submitWithoutToken)]);
     assert.equal(response.status(), 403);
     await page.getByText('This form has expired or did not come from this dashboard').waitFor();
     assert.equal((await getTask(app, api.token, task.id)).status, 'queued');
