@@ -24,7 +24,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -140,6 +140,53 @@ function sampleMemory(processes: Record<string, ServiceProcess>) {
   return { peaks, stop: () => clearInterval(timer) };
 }
 
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat; with `reaped`, also its waited-for children's. */
+function cpuSeconds(pid: number, reaped = false): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // Fields 14-17 of proc(5), counted from the state (field 3) here: utime, stime, cutime, cstime.
+    const ticks = Number(fields[11]) + Number(fields[12]) + (reaped ? Number(fields[13]) + Number(fields[14]) : 0);
+    return ticks / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+const CLOCK_TICKS = 100;
+
+/** CPU seconds used by every PostgreSQL process, including its backends that have exited. */
+function postgresCpuSeconds(): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let comm: string;
+    try {
+      comm = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
+    } catch {
+      continue;
+    }
+    if (comm === 'postgres') total += cpuSeconds(Number(entry), true);
+  }
+  return total;
+}
+
+/**
+ * Measures the CPU a phase costs per task, split between the service process, PostgreSQL and
+ * this benchmark's own client: on a 2-core machine they share, so this says where a gap comes from.
+ */
+function meterCpu(...servicePids: (number | undefined)[]) {
+  const serviceSeconds = () => servicePids.reduce((sum: number, pid) => sum + cpuSeconds(pid ?? 0), 0);
+  const start = { service: serviceSeconds(), postgres: postgresCpuSeconds(), client: process.cpuUsage() };
+  return (tasks: number) => {
+    const client = process.cpuUsage(start.client);
+    const perTask = (seconds: number) => round((seconds * 1000) / tasks, 2);
+    return {
+      serviceMs: perTask(serviceSeconds() - start.service),
+      postgresMs: perTask(postgresCpuSeconds() - start.postgres),
+      clientMs: perTask((client.user + client.system) / 1e6),
+    };
+  };
+}
+
 async function stopAll(services: ServiceProcess[]) {
   for (const service of services) if (service.child.exitCode === null) service.child.kill('SIGTERM');
   await Promise.all(services.map((service) => service.exited));
@@ -216,11 +263,12 @@ async function benchBare(databaseUrl: string) {
   const base = `http://127.0.0.1:${port}`;
   try {
     await until(async () => (server.output().includes('listening') ? true : undefined), 30_000, 'the bare insert server');
+    const cpu = meterCpu(server.child.pid);
     const run = await runConcurrently(TASKS, CONCURRENCY, async (index) => {
       const response = await httpJson(base, 'POST', '/tasks', { json: slackPayload(index), timeoutMs: 30_000 });
       if (response.status !== 201) throw new Error(`bare insert answered ${response.status}`);
     });
-    return { createsPerSecond: TASKS / run.seconds, createLatency: summary(run.latencies) };
+    return { createsPerSecond: TASKS / run.seconds, createLatency: summary(run.latencies), cpuPerTask: cpu(TASKS) };
   } finally {
     await stopAll([server]);
   }
@@ -231,8 +279,9 @@ async function benchCreatesOnly(databaseUrl: string, slackUrl: string) {
   const memory = sampleMemory({ api: service.api });
   try {
     const { token } = await registerTenant(service.base, 'bench');
+    const cpu = meterCpu(service.api.child.pid);
     const run = await createTasks(service.base, token, TASKS, CONCURRENCY);
-    return { createsPerSecond: TASKS / run.seconds, createLatency: summary(run.latencies), apiRssMb: memory.peaks.api ?? NaN };
+    return { createsPerSecond: TASKS / run.seconds, createLatency: summary(run.latencies), cpuPerTask: cpu(TASKS), apiRssMb: memory.peaks.api ?? NaN };
   } finally {
     memory.stop();
     await stopAll([service.api]);
@@ -244,10 +293,12 @@ async function benchLoaded(databaseUrl: string, slackUrl: string) {
   const memory = sampleMemory({ api: service.api, worker: service.worker! });
   try {
     const { token } = await registerTenant(service.base, 'bench');
+    const cpu = meterCpu(service.api.child.pid, service.worker!.child.pid);
     const startedAt = performance.now();
     const run = await createTasks(service.base, token, TASKS, CONCURRENCY);
     await until(async () => ((await finishedCount(databaseUrl)) >= TASKS ? true : undefined), 10 * 60_000, 'all tasks to finish');
     const endToEndSeconds = (performance.now() - startedAt) / 1000;
+    const endToEndCpuPerTask = cpu(TASKS);
     const loadedPickup = summary(await pickups(databaseUrl));
 
     // Paced: an open loop at RATE per second, each request on its own schedule.
@@ -264,6 +315,7 @@ async function benchLoaded(databaseUrl: string, slackUrl: string) {
       createsPerSecond: TASKS / run.seconds,
       createLatency: summary(run.latencies),
       endToEndPerSecond: TASKS / endToEndSeconds,
+      endToEndCpuPerTask,
       loadedPickup,
       pacedPickup,
       apiRssMb: memory.peaks.api ?? NaN,
@@ -283,13 +335,14 @@ async function benchRawPgBoss(databaseUrl: string, slackUrl: string) {
     await until(async () => (worker.output().includes('raw worker ready') ? true : undefined), 60_000, 'the raw pg-boss worker');
     await boss.start();
     const doneCount = () => Number(/done (\d+)\n(?![\s\S]*done)/.exec(worker.output())?.[1] ?? 0);
+    const cpu = meterCpu(worker.child.pid);
     const startedAt = performance.now();
     const run = await runConcurrently(TASKS, CONCURRENCY, async (index) => {
       await boss.send(RAW_QUEUE, { index });
     });
     await until(async () => (doneCount() >= TASKS ? true : undefined), 10 * 60_000, 'raw jobs');
     const endToEndSeconds = (performance.now() - startedAt) / 1000;
-    return { sendsPerSecond: TASKS / run.seconds, endToEndPerSecond: TASKS / endToEndSeconds };
+    return { sendsPerSecond: TASKS / run.seconds, endToEndPerSecond: TASKS / endToEndSeconds, endToEndCpuPerTask: cpu(TASKS) };
   } finally {
     await boss.stop({ graceful: false });
     await stopAll([worker]);
@@ -364,11 +417,14 @@ try {
   const fairness = args.fairness ? await withDatabase((url) => benchFairness(url, slack.url)) : undefined;
   const loginFlood = args['login-flood'] ? await withDatabase((url) => benchLoginFlood(url, slack.url)) : undefined;
 
+  const cpuRow = (cpu: { serviceMs: number; postgresMs: number; clientMs: number }) => `${cpu.serviceMs}, ${cpu.postgresMs}, ${cpu.clientMs}`;
   const ratio = (value: number, reference: number) => round(value / reference, 2);
   const rows: [string, string, string, string, string][] = [
     ['task creation, no worker running (creates/s)', `${round(creates.createsPerSecond, 0)} (p99 ${round(creates.createLatency.p99)} ms)`, `bare one-INSERT endpoint: ${round(bare.createsPerSecond, 0)} (p99 ${round(bare.createLatency.p99)} ms)`, String(ratio(creates.createsPerSecond, bare.createsPerSecond)), '≥ 0.8'],
+    ['CPU per created task (ms): service, PostgreSQL, benchmark client', cpuRow(creates.cpuPerTask), `bare: ${cpuRow(bare.cpuPerTask)}`, '', ''],
     ['task creation while the worker runs the tasks', `${round(loaded.createsPerSecond, 0)}/s, p50 ${round(loaded.createLatency.p50)} ms, p99 ${round(loaded.createLatency.p99)} ms`, '', '', 'p99 ≤ 50 ms'],
     ['end to end (create → success, tasks/s)', String(round(loaded.endToEndPerSecond, 0)), `raw pg-boss: ${round(raw.endToEndPerSecond, 0)} jobs/s`, String(ratio(loaded.endToEndPerSecond, raw.endToEndPerSecond)), '≥ 0.8'],
+    ['CPU per task end to end (ms): service, PostgreSQL, benchmark client', cpuRow(loaded.endToEndCpuPerTask), `raw pg-boss: ${cpuRow(raw.endToEndCpuPerTask)}`, '', ''],
     ['pickup under that load (created → started)', `p50 ${round(loaded.loadedPickup.p50)} ms, p99 ${round(loaded.loadedPickup.p99)} ms`, '', '', ''],
     [`pickup at ${RATE} tasks/s`, `p50 ${round(loaded.pacedPickup.p50)} ms, p99 ${round(loaded.pacedPickup.p99)} ms`, '', '', 'p50 ≤ 5 ms, p99 ≤ 25 ms'],
     ...(fairness

@@ -93,6 +93,7 @@ const EnvSchema = v.object({
   HOST: v.optional(v.pipe(v.string(), v.trim(), v.nonEmpty()), '0.0.0.0'),
   PORT: positiveInteger(5000, 65535),
   DATABASE_URL: v.pipe(v.optional(v.string(), ''), v.trim()),
+  DATABASE_PREPARED_STATEMENTS: booleanFlag(true),
   SECRET_KEY: v.optional(v.string(), ''),
   JWT_SECRET_KEY: v.optional(v.string(), ''),
   JWT_EXPIRE_MINUTES: positiveInteger(30, 60 * 24),
@@ -167,6 +168,8 @@ export interface Config {
   readonly port: number;
   /** Empty when unset: the entrypoint then decides (issue 5 starts an embedded PostgreSQL). */
   readonly databaseUrl: string;
+  /** Whether long statements run prepared (off behind a transaction-pooling proxy); see db/prepared-statements.ts. */
+  readonly databasePreparedStatements: boolean;
   readonly jwtSecret: string;
   readonly jwtExpireMinutes: number;
   readonly slackWebhookUrl: string | undefined;
@@ -273,6 +276,7 @@ export function loadConfig(
     host: env.HOST,
     port: env.PORT,
     databaseUrl: env.DATABASE_URL,
+    databasePreparedStatements: env.DATABASE_PREPARED_STATEMENTS,
     jwtSecret: resolveJwtSecret(env, options),
     jwtExpireMinutes: env.JWT_EXPIRE_MINUTES,
     slackWebhookUrl: env.SLACK_WEBHOOK_URL,

@@ -10,6 +10,7 @@ import * as tenantAccess from './0008_tenant_access.js';
 import * as tenantIntegrations from './0009_tenant_integrations.js';
 import * as delay from './0010_delay.js';
 import * as slackIntegrationChanges from './0011_slack_integration_changes.js';
+import * as queueTurnIndex from './0012_queue_turn_index.js';
 
 /** Every migration, in order. Listed statically so the compiled image needs no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -24,4 +25,5 @@ export const migrations: Record<string, Migration> = {
   '0009_tenant_integrations': tenantIntegrations,
   '0010_delay': delay,
   '0011_slack_integration_changes': slackIntegrationChanges,
+  '0012_queue_turn_index': queueTurnIndex,
 };

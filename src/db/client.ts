@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import { preparingClientClass } from './prepared-statements.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
@@ -13,8 +14,9 @@ export type Db = Kysely<Database>;
 export const CONNECTION_TIMEOUT_MS = 1_000;
 
 /** A Kysely client over its own pg pool; destroy() closes the pool. */
-export function createDb(connectionString: string, options: { max?: number; applicationName?: string } = {}): Db {
+export function createDb(connectionString: string, options: { max?: number; applicationName?: string; preparedStatements?: boolean } = {}): Db {
   const pool = new pg.Pool({
+    ...(options.preparedStatements === false ? {} : { Client: preparingClientClass() }),
     connectionString,
     max: options.max ?? 20,
     application_name: options.applicationName ?? 'autonomos',

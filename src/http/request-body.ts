@@ -26,6 +26,10 @@ export function brokenRequestBody(c: Context): string | undefined {
 export function drainUnreadBody(maxBytes: number): MiddlewareHandler {
   return async function drainUnreadBody(c, next) {
     await next();
+    // A body that has arrived whole (no body at all, or one the route read) leaves nothing to
+    // wait for. Checked on Node's request, not `raw.body`: that would build the web stream
+    // @hono/node-server's direct body read spares every request.
+    if ((c.env as Partial<HttpBindings> | undefined)?.incoming?.complete) return;
     const body = c.req.raw.body;
     if (!body || c.req.raw.bodyUsed || body.locked) return;
     // A body announced over the limit was refused (413) unread: draining it is the upload refused.

@@ -142,7 +142,7 @@ export async function run(mode: Mode): Promise<void> {
 
   /** Everything that needs the database: migrations, the queue, the worker, then the HTTP server. */
   const startOnDatabase = async (parts: Running, databaseUrl: string) => {
-    const db = (parts.db = createDb(databaseUrl, { applicationName: `autonomos-${mode}` }));
+    const db = (parts.db = createDb(databaseUrl, { applicationName: `autonomos-${mode}`, preparedStatements: config.databasePreparedStatements }));
     const watch = (parts.watch = createDatabaseWatch(() => pingDatabase(db), logger));
     const applied = await migrateToLatest(db);
     if (applied.length > 0) logger.info('migrations applied', { migrations: applied });

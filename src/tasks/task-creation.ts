@@ -9,7 +9,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
 import { createTaskQuotas, type CreationLimits } from './task-quotas.js';
-import type { TaskBody } from './tasks.schemas.js';
+import { MAX_PRIORITY, MIN_PRIORITY, type TaskBody } from './tasks.schemas.js';
 
 /** A task to create, for one tenant. */
 export interface NewTask {
@@ -86,21 +86,42 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
         priority int, timeout_seconds int, on_success_next_task jsonb, run_at timestamptz, delay_seconds int,
         created_by uuid, retry_of uuid, messages text[])
     ),
-    ranked as (
-      select input.*, case when kind = 'task' then least(
+    -- Where each tenant's turns start, per priority its plain tasks of this batch have: after its
+    -- last due queued task of the same or a higher priority, else at the head of the whole queue;
+    -- and never later than its first due queued task of a lower priority. One index probe per
+    -- priority level (tasks_queue_turn_idx), however long the tenant's backlog.
+    turns as (
+      select groups.tenant_id, groups.priority,
         coalesce(
-          (select max(queued.queue_rank) + 1 from tasks queued
-           where queued.tenant_id = input.tenant_id and queued.status = 'queued' and queued.kind = 'task'
-             and (queued.scheduled_for is null or queued.scheduled_for <= now()) and queued.priority >= input.priority),
+          (select max(last.queue_rank) + 1
+           from generate_series(groups.priority, ${MAX_PRIORITY}::int) as level(priority)
+           cross join lateral (
+             select queued.queue_rank from tasks queued
+             where queued.tenant_id = groups.tenant_id and queued.priority = level.priority
+               and queued.status = 'queued' and queued.kind = 'task' and (queued.scheduled_for is null or queued.scheduled_for <= now())
+             order by queued.queue_rank desc limit 1
+           ) as last),
           (select min(queued.queue_rank) from tasks queued
            where queued.status = 'queued' and queued.kind = 'task' and (queued.scheduled_for is null or queued.scheduled_for <= now())),
           0
-        ) + row_number() over (partition by tenant_id, kind, priority order by ordinal) - 1,
-        (select min(queued.queue_rank) from tasks queued
-         where queued.tenant_id = input.tenant_id and queued.status = 'queued' and queued.kind = 'task'
-           and (queued.scheduled_for is null or queued.scheduled_for <= now()) and queued.priority < input.priority)
+        ) as next_rank,
+        (select min(first.queue_rank)
+         from generate_series(${MIN_PRIORITY}::int, groups.priority - 1) as level(priority)
+         cross join lateral (
+           select queued.queue_rank from tasks queued
+           where queued.tenant_id = groups.tenant_id and queued.priority = level.priority
+             and queued.status = 'queued' and queued.kind = 'task' and (queued.scheduled_for is null or queued.scheduled_for <= now())
+           order by queued.queue_rank limit 1
+         ) as first) as lower_rank
+      from (select distinct tenant_id, priority from input where kind = 'task') as groups
+    ),
+    ranked as (
+      select input.*, case when input.kind = 'task' then least(
+        turns.next_rank + row_number() over (partition by input.tenant_id, input.kind, input.priority order by input.ordinal) - 1,
+        turns.lower_rank
       ) end as queue_rank
       from input
+      left join turns on turns.tenant_id = input.tenant_id and turns.priority = input.priority
     ),
     inserted as (
       insert into tasks (id, tenant_id, kind, payload, callback_url, max_retries, priority, queue_rank, timeout_seconds,
