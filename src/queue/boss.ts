@@ -29,7 +29,9 @@ export function createBoss(connectionString: string, logger: Logger, options: Bo
     monitorIntervalSeconds: 5,
     schedule: options.supervise,
     migrate: true,
-    useListenNotify: true,
+    // Workers are woken by the process's own listener, one fetch loop at a time (worker/queue-wake.ts);
+    // the inserts still notify.
+    useListenNotify: false,
   });
   boss.on('error', (error) => (options.watch ? options.watch.failed(error, 'queue') : logger.error('queue error', { error })));
   boss.on('warning', (warning) => logger.warn('queue warning', { warning }));

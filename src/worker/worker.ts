@@ -9,13 +9,14 @@ import type { Db } from '../db/client.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Notifications } from '../db/notifications.js';
-import { CALLBACK_QUEUE, createTaskQueue, TASK_QUEUE, tasksWithoutLiveJob, type CallbackJobData, type TaskJobData } from '../queue/task-queue.js';
+import { CALLBACK_QUEUE, createTaskQueue, RETENTION_QUEUE, TASK_QUEUE, tasksWithoutLiveJob, type CallbackJobData, type TaskJobData } from '../queue/task-queue.js';
 import { createSlackIntegrations, rememberedForTask } from '../integrations/slack-integration.js';
 import { createWebhookSecrets } from '../integrations/webhook-secrets.js';
 import { CallbackJobSchema, createCallbackSender } from '../tasks/callbacks.js';
 import { createTaskExecution, type TaskExecution } from '../tasks/task-execution.js';
 import { startCancelWatch } from './cancel-watch.js';
 import { startHeartbeat } from './heartbeat.js';
+import { startQueueWake } from './queue-wake.js';
 import { startRetention } from './retention.js';
 import { createTaskRunner } from './task-runner.js';
 
@@ -57,7 +58,7 @@ const RETRY_WAKE_SLACK_MS = 20;
 const CALLBACK_SLOTS = 16;
 const CALLBACKS_PER_TENANT = 2;
 /**
- * NOTIFY wakes the callback loops for new callbacks; this backstop finds the rest (a tenant's
+ * A notification wakes a callback loop for new callbacks; this backstop finds the rest (a tenant's
  * callbacks held back by its limit, deliveries returned after a crash). With 16 loops polling
  * independently, one of them looks about every 0.3 s.
  */
@@ -81,12 +82,12 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   const heartbeat = await startHeartbeat(db, watch);
   const cancelWatch = startCancelWatch(db, watch);
   const queue = createTaskQueue(boss);
+  const queues = [TASK_QUEUE.task, TASK_QUEUE.aoa];
+  const wake = startQueueWake(boss, deps.notifications, [...queues, CALLBACK_QUEUE, RETENTION_QUEUE]);
   // Polling alone would start a retry late (up to half a second for tasks, seconds for callbacks);
-  // this process's workers of the queue are woken when it comes due (other processes still find it by polling).
+  // one of this process's loops of the queue is woken when it comes due (other processes still find it by polling).
   const wakeWorkersAt = (queueName: string, runAt: Date) => {
-    const timer = setTimeout(() => {
-      for (const worker of boss.getWipData()) if (worker.name === queueName) boss.notifyWorker(worker.id);
-    }, Math.max(0, runAt.getTime() - Date.now()) + RETRY_WAKE_SLACK_MS);
+    const timer = setTimeout(() => wake.wakeOne(queueName), Math.max(0, runAt.getTime() - Date.now()) + RETRY_WAKE_SLACK_MS);
     timer.unref();
   };
   const execution = createTaskExecution({
@@ -126,10 +127,8 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
 
   const pollOptions = {
     pollingIntervalSeconds: DUE_WORK_POLL_SECONDS,
-    notifyPollingIntervalSeconds: DUE_WORK_POLL_SECONDS,
     heartbeatRefreshSeconds: HEARTBEAT_REFRESH_SECONDS,
   };
-  const queues = [TASK_QUEUE.task, TASK_QUEUE.aoa];
   for (const queue of queues) {
     await boss.work<TaskJobData>(
       queue,
@@ -146,19 +145,25 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
         // workers, so a tenant with a backlog cannot take every slot. See README, "Performance".
         ...(queue === TASK_QUEUE.task ? { groupConcurrency: config.tenantMaxActiveTasks } : {}),
       },
-      runTaskJobs,
+      (jobs) => {
+        // A fetch that came back full left work behind: another loop joins in (see startQueueWake).
+        if (jobs.length >= TASKS_PER_FETCH) wake.wakeOne(queue);
+        return runTaskJobs(jobs);
+      },
     );
   }
   await boss.work<CallbackJobData>(
     CALLBACK_QUEUE,
     {
       ...pollOptions,
-      notifyPollingIntervalSeconds: CALLBACK_BACKSTOP_POLL_SECONDS,
+      pollingIntervalSeconds: CALLBACK_BACKSTOP_POLL_SECONDS,
       batchSize: 1,
       localConcurrency: CALLBACK_SLOTS,
       groupConcurrency: CALLBACKS_PER_TENANT,
     },
     async ([job]) => {
+      // One callback per fetch: there may be more (see startQueueWake).
+      wake.wakeOne(CALLBACK_QUEUE);
       const data = v.safeParse(CallbackJobSchema, job!.data);
       if (!data.success) {
         logger.error('malformed callback job dropped', { job_id: job!.id });
@@ -183,6 +188,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       await Promise.race([drained, new Promise((resolve) => (graceTimer = setTimeout(resolve, graceMs)))]);
       clearTimeout(graceTimer);
       cancelWatch.stop();
+      wake.stop();
       clearInterval(housekeeping);
       await heartbeat.stop();
     },

@@ -33,14 +33,13 @@ describe('a database restart under a running service', () => {
   const task = async (id: string) => (await httpJson(base, 'GET', `/api/v1/tasks/${id}`, { token })).body;
   const waitForStatus = (id: string, status: string, timeoutMs = 15_000) =>
     eventually(async () => ((await task(id)).status === status ? task(id) : undefined), { timeoutMs, intervalMs: 50, message: `task ${id} ${status}` });
-  /** pg-boss's LISTEN sessions: the LISTEN itself, or the heartbeat that checks it. */
+  /** The worker's listening session, which carries the job wake-ups (and the other notifications). */
   const listeners = async () =>
     Number(
       (
         await query(
           `select count(*) as n from pg_stat_activity
-            where datname = current_database() and application_name = 'autonomos-queue'
-              and (query ilike 'LISTEN %' or query ilike '%pg_listening_channels%')`,
+            where datname = current_database() and application_name = 'autonomos-worker-listen'`,
         )
       )[0].n,
     );
@@ -138,7 +137,7 @@ describe('a database restart under a running service', () => {
     assert.equal(slack.requestsFor('#in-flight').length, 1, 'the action ran once');
     assert.equal(child.status, 'success');
 
-    // pg-boss's LISTEN is back (wake-ups by NOTIFY, not only by polling).
+    // The worker listens again (wake-ups by NOTIFY, not only by polling).
     await eventually(async () => ((await listeners()) >= 1 ? true : undefined), {
       timeoutMs: Math.max(1_000, 10_000 - (Date.now() - restartedAt)),
       intervalMs: 200,

@@ -1,0 +1,52 @@
+import { createHash } from 'node:crypto';
+import type { PgBoss } from 'pg-boss';
+import type { Notifications } from '../db/notifications.js';
+import { BOSS_SCHEMA } from '../queue/boss.js';
+
+/** The channel pg-boss notifies when jobs are inserted into a queue created with `notify` (payload: the queue's name). */
+const bossChannel = (schema: string) => `pgboss_${createHash('sha224').update(schema).digest('hex').slice(0, 24)}`;
+
+export interface QueueWake {
+  /** Wakes one of this process's idle fetch loops of `queue`, if any, to fetch now. */
+  wakeOne(queue: string): void;
+  stop(): void;
+}
+
+/**
+ * Wakes this process's fetch loops when jobs arrive, one loop per notification. pg-boss's own
+ * listener (off, see createBoss) wakes every idle loop of the queue for each insert: with
+ * WORKER_CONCURRENCY loops all but one fetched nothing, and those empty fetches cost PostgreSQL
+ * more than the work and delayed the one fetch that mattered. A loop whose fetch came back full
+ * wakes the next one (the task runner calls wakeOne), so a burst still reaches every loop; what
+ * a notification misses (its connection down, a job coming due) the loops' polling finds.
+ */
+export function startQueueWake(boss: PgBoss, notifications: Notifications, queues: readonly string[]): QueueWake {
+  /** Per queue, where the next wake starts looking: wakes close together reach different loops. */
+  const rotations = new Map<string, number>();
+  const loopsOf = (queue: string) => boss.getWipData().filter((worker) => worker.name === queue);
+  const wakeOne = (queue: string) => {
+    const loops = loopsOf(queue);
+    const start = rotations.get(queue) ?? 0;
+    for (let step = 0; step < loops.length; step++) {
+      const loop = loops[(start + step) % loops.length]!;
+      if (loop.count > 0) continue;
+      rotations.set(queue, (start + step + 1) % loops.length);
+      boss.notifyWorker(loop.id);
+      return;
+    }
+  };
+  const unsubscribe = notifications.subscribe(bossChannel(BOSS_SCHEMA), (queue) => {
+    if (queues.includes(queue)) wakeOne(queue);
+  });
+  // Notifications sent while the connection was down are lost: every loop looks once.
+  const stopRelistening = notifications.onListening(() => {
+    for (const queue of queues) for (const loop of loopsOf(queue)) boss.notifyWorker(loop.id);
+  });
+  return {
+    wakeOne,
+    stop() {
+      unsubscribe();
+      stopRelistening();
+    },
+  };
+}

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
+import type { PgBoss, WipData } from 'pg-boss';
+import { createDatabaseWatch } from '../src/db/availability.js';
+import { createDb, pingDatabase, type Db } from '../src/db/client.js';
+import { createNotifications, type Notifications } from '../src/db/notifications.js';
+import { silentLogger } from '../src/logger.js';
+import { startQueueWake, type QueueWake } from '../src/worker/queue-wake.js';
+import { createTestDatabase, type TestDatabase } from './helpers/database.js';
+import { eventually } from './helpers/poll.js';
+
+/** pg-boss's fetch loops as the wake sees them: which queue, how many jobs in hand; and who was woken. */
+function fakeBoss(loops: { id: string; name: string; count: number }[]) {
+  const woken: string[] = [];
+  const boss = {
+    getWipData: () => loops.map((loop) => ({ ...loop }) as unknown as WipData),
+    notifyWorker: (id: string) => void woken.push(id),
+  } as unknown as PgBoss;
+  return { boss, woken, loops };
+}
+
+describe('waking fetch loops', () => {
+  let database: TestDatabase;
+  let db: Db;
+  let notifications: Notifications & { ready: Promise<void> };
+  before(async () => {
+    database = await createTestDatabase();
+    db = createDb(database.url, { max: 2 });
+    notifications = createNotifications(database.url, { watch: createDatabaseWatch(() => pingDatabase(db), silentLogger) });
+    await notifications.ready;
+  });
+  after(async () => {
+    await notifications.close();
+    await db.destroy();
+    await database.drop();
+  });
+
+  const insertNotification = (queue: string) =>
+    // What pg-boss's job insert sends for a queue created with `notify`.
+    sql`select pg_notify('pgboss_' || left(encode(sha224('pgboss'::bytea), 'hex'), 24), ${queue})`.execute(db);
+
+  async function withWake(loops: { id: string; name: string; count: number }[], work: (fake: ReturnType<typeof fakeBoss>, wake: QueueWake) => Promise<void>) {
+    const fake = fakeBoss(loops);
+    const wake = startQueueWake(fake.boss, notifications, ['tasks', 'task-callbacks']);
+    try {
+      await work(fake, wake);
+    } finally {
+      wake.stop();
+    }
+  }
+
+  it("wakes one idle loop of the job's queue per insert, a different one each time, never a busy one", async () => {
+    const loops = [
+      { id: 'a', name: 'tasks', count: 0 },
+      { id: 'b', name: 'tasks', count: 3 },
+      { id: 'c', name: 'tasks', count: 0 },
+      { id: 'x', name: 'task-callbacks', count: 0 },
+    ];
+    await withWake(loops, async ({ woken }) => {
+      await insertNotification('tasks');
+      await eventually(() => (woken.length >= 1 ? true : undefined), { message: 'a loop woken' });
+      await insertNotification('tasks');
+      await eventually(() => (woken.length >= 2 ? true : undefined), { message: 'a loop woken' });
+      await insertNotification('unrelated-queue');
+      await insertNotification('task-callbacks');
+      await eventually(() => (woken.length >= 3 ? true : undefined), { message: 'a loop woken' });
+      assert.deepEqual(woken, ['a', 'c', 'x']);
+    });
+  });
+
+  it('wakes nobody when every loop of the queue is busy; a full fetch wakes the next idle loop', async () => {
+    const loops = [
+      { id: 'a', name: 'tasks', count: 16 },
+      { id: 'b', name: 'tasks', count: 2 },
+    ];
+    await withWake(loops, async ({ woken }, wake) => {
+      wake.wakeOne('tasks');
+      assert.deepEqual(woken, []);
+      loops[1]!.count = 0;
+      wake.wakeOne('tasks');
+      assert.deepEqual(woken, ['b']);
+    });
+  });
+});
