@@ -36,13 +36,19 @@ describe('waking fetch loops', () => {
     await database.drop();
   });
 
+  const tenantsAtCap = new Set<string>();
+  const tasksQueued = (...tenantIds: string[]) => sql`select pg_notify('tasks_queued_test', ${tenantIds.join(',')})`.execute(db);
   const insertNotification = (queue: string) =>
     // What pg-boss's job insert sends for a queue created with `notify`.
     sql`select pg_notify('pgboss_' || left(encode(sha224('pgboss'::bytea), 'hex'), 24), ${queue})`.execute(db);
 
   async function withWake(loops: { id: string; name: string; count: number }[], work: (fake: ReturnType<typeof fakeBoss>, wake: QueueWake) => Promise<void>) {
     const fake = fakeBoss(loops);
-    const wake = startQueueWake(fake.boss, notifications, ['tasks', 'task-callbacks']);
+    const wake = startQueueWake(fake.boss, notifications, ['aoa', 'task-callbacks'], {
+      queue: 'tasks',
+      channel: 'tasks_queued_test',
+      canRun: (tenantId) => !tenantsAtCap.has(tenantId),
+    });
     try {
       await work(fake, wake);
     } finally {
@@ -52,15 +58,15 @@ describe('waking fetch loops', () => {
 
   it("wakes one idle loop of the job's queue per insert, a different one each time, never a busy one", async () => {
     const loops = [
-      { id: 'a', name: 'tasks', count: 0 },
-      { id: 'b', name: 'tasks', count: 3 },
-      { id: 'c', name: 'tasks', count: 0 },
+      { id: 'a', name: 'aoa', count: 0 },
+      { id: 'b', name: 'aoa', count: 3 },
+      { id: 'c', name: 'aoa', count: 0 },
       { id: 'x', name: 'task-callbacks', count: 0 },
     ];
     await withWake(loops, async ({ woken }) => {
-      await insertNotification('tasks');
+      await insertNotification('aoa');
       await eventually(() => (woken.length >= 1 ? true : undefined), { message: 'a loop woken' });
-      await insertNotification('tasks');
+      await insertNotification('aoa');
       await eventually(() => (woken.length >= 2 ? true : undefined), { message: 'a loop woken' });
       await insertNotification('unrelated-queue');
       await insertNotification('task-callbacks');
@@ -69,16 +75,35 @@ describe('waking fetch loops', () => {
     });
   });
 
+  it('wakes a plain-task loop only for tenants below their cap of running tasks', async () => {
+    const loops = [
+      { id: 't', name: 'tasks', count: 0 },
+      { id: 'x', name: 'task-callbacks', count: 0 },
+    ];
+    tenantsAtCap.add('tenant-a');
+    await withWake(loops, async ({ woken }) => {
+      await tasksQueued('tenant-a');
+      // pg-boss's own notification for the plain tasks' queue wakes nothing either.
+      await insertNotification('tasks');
+      await tasksQueued('tenant-a', 'tenant-b');
+      await tasksQueued('tenant-b');
+      // Notifications arrive in order: once this one has woken its loop, the others were handled.
+      await insertNotification('task-callbacks');
+      await eventually(() => (woken.includes('x') ? true : undefined), { message: 'the last notification handled' });
+      assert.deepEqual(woken, ['t', 't', 'x'], 'one wake per notification naming a tenant with room');
+    });
+  });
+
   it('wakes nobody when every loop of the queue is busy; a full fetch wakes the next idle loop', async () => {
     const loops = [
-      { id: 'a', name: 'tasks', count: 16 },
-      { id: 'b', name: 'tasks', count: 2 },
+      { id: 'a', name: 'aoa', count: 16 },
+      { id: 'b', name: 'aoa', count: 2 },
     ];
     await withWake(loops, async ({ woken }, wake) => {
-      wake.wakeOne('tasks');
+      wake.wakeOne('aoa');
       assert.deepEqual(woken, []);
       loops[1]!.count = 0;
-      wake.wakeOne('tasks');
+      wake.wakeOne('aoa');
       assert.deepEqual(woken, ['b']);
     });
   });

@@ -8,6 +8,8 @@ import { BOSS_SCHEMA } from './boss.js';
 /** One pg-boss queue per task kind; AOA jobs are exclusive per tenant. */
 export const TASK_QUEUE: Record<TaskKind, string> = { task: 'tasks', aoa: 'aoa' };
 export const CALLBACK_QUEUE = 'task-callbacks';
+/** Notified when plain tasks are created due now; the payload is their tenants' ids, comma-separated. */
+export const TASKS_QUEUED_CHANNEL = 'autonomos_tasks_queued';
 /** Deletes finished tasks past TASK_RETENTION_DAYS; sent by a schedule the worker processes keep (see worker/retention.ts). */
 export const RETENTION_QUEUE = 'task-retention';
 /** Long enough for a large backlog's first run; a run stops between batches when its job expires. */

@@ -6,7 +6,7 @@ import type { Database, TaskKind, TaskRow } from '../db/schema.js';
 import { injectFault, type FaultPoint } from '../lib/fault-injection.js';
 import { createWriteBuffer, writeEachAloneOnFailure, type Settled } from '../lib/write-buffer.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { TaskQueue } from '../queue/task-queue.js';
+import { TASKS_QUEUED_CHANNEL, type TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
 import { createTaskQuotas, type CreationLimits } from './task-quotas.js';
 import { MAX_PRIORITY, MIN_PRIORITY, type TaskBody } from './tasks.schemas.js';
@@ -147,8 +147,15 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
     retried as (
       insert into task_logs (task_id, tenant_id, message)
       select retry_of, tenant_id, ${audit.retriedAsPrefix}::text || id from inserted where retry_of is not null
+    ),
+    -- Which tenants now have plain tasks to run: a worker wakes a fetch loop only for a tenant
+    -- below its cap of running tasks (worker/queue-wake.ts). Sent at commit, like the jobs'.
+    announced as (
+      select pg_notify(${TASKS_QUEUED_CHANNEL}::text, string_agg(distinct tenant_id::text, ','))
+      from inserted where kind = 'task' and scheduled_for is null
+      having count(*) > 0
     )
-    select * from inserted
+    select * from inserted where (select count(*) from announced) >= 0
   `.execute(trx);
   const byId = new Map(rows.map((row) => [row.id, row]));
   const stored = input.map((task) => byId.get(task.id)!);

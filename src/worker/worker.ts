@@ -1,4 +1,4 @@
-import type { JobResult, PgBoss } from 'pg-boss';
+import type { Job, JobResult, PgBoss } from 'pg-boss';
 import * as v from 'valibot';
 import { actionFor } from '../actions/registry.js';
 import { deleteEndedWindows } from '../auth/throttle.js';
@@ -9,7 +9,7 @@ import type { Db } from '../db/client.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Notifications } from '../db/notifications.js';
-import { CALLBACK_QUEUE, createTaskQueue, RETENTION_QUEUE, TASK_QUEUE, tasksWithoutLiveJob, type CallbackJobData, type TaskJobData } from '../queue/task-queue.js';
+import { CALLBACK_QUEUE, createTaskQueue, RETENTION_QUEUE, TASK_QUEUE, TASKS_QUEUED_CHANNEL, tasksWithoutLiveJob, type CallbackJobData, type TaskJobData } from '../queue/task-queue.js';
 import { createSlackIntegrations, rememberedForTask } from '../integrations/slack-integration.js';
 import { createWebhookSecrets } from '../integrations/webhook-secrets.js';
 import { CallbackJobSchema, createCallbackSender } from '../tasks/callbacks.js';
@@ -83,7 +83,31 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   const cancelWatch = startCancelWatch(db, watch);
   const queue = createTaskQueue(boss);
   const queues = [TASK_QUEUE.task, TASK_QUEUE.aoa];
-  const wake = startQueueWake(boss, deps.notifications, [...queues, CALLBACK_QUEUE, RETENTION_QUEUE]);
+  // Plain tasks this process runs, per tenant: a tenant running its cap here runs it everywhere.
+  const runningPerTenant = new Map<string, number>();
+  const atCap = (tenantId: string) => (runningPerTenant.get(tenantId) ?? 0) >= config.tenantMaxActiveTasks;
+  const wake = startQueueWake(boss, deps.notifications, [TASK_QUEUE.aoa, CALLBACK_QUEUE, RETENTION_QUEUE], {
+    queue: TASK_QUEUE.task,
+    channel: TASKS_QUEUED_CHANNEL,
+    canRun: (tenantId) => !atCap(tenantId),
+  });
+  /** Runs a fetched batch of plain tasks, counting them per tenant; a tenant that was at its cap has room again after. */
+  const runCountedTaskJobs = async (jobs: Job<TaskJobData>[]) => {
+    const tenants = jobs.map((job) => job.data?.tenant_id).filter((tenantId): tenantId is string => typeof tenantId === 'string');
+    for (const tenantId of tenants) runningPerTenant.set(tenantId, (runningPerTenant.get(tenantId) ?? 0) + 1);
+    try {
+      return await runTaskJobs(jobs);
+    } finally {
+      const hadNoRoom = tenants.some(atCap);
+      for (const tenantId of tenants) {
+        const left = runningPerTenant.get(tenantId)! - 1;
+        if (left > 0) runningPerTenant.set(tenantId, left);
+        else runningPerTenant.delete(tenantId);
+      }
+      // Its queued tasks were passed over by every wake since: one loop fetches them now.
+      if (hadNoRoom) wake.wakeOne(TASK_QUEUE.task);
+    }
+  };
   // Polling alone would start a retry late (up to half a second for tasks, seconds for callbacks);
   // one of this process's loops of the queue is woken when it comes due (other processes still find it by polling).
   const wakeWorkersAt = (queueName: string, runAt: Date) => {
@@ -148,7 +172,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       (jobs) => {
         // A fetch that came back full left work behind: another loop joins in (see startQueueWake).
         if (jobs.length >= TASKS_PER_FETCH) wake.wakeOne(queue);
-        return runTaskJobs(jobs);
+        return queue === TASK_QUEUE.task ? runCountedTaskJobs(jobs) : runTaskJobs(jobs);
       },
     );
   }
