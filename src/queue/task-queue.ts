@@ -161,11 +161,6 @@ export function jobPriority(task: TaskRow): number {
   return Math.max(LOWEST_JOB_PRIORITY, task.priority + 10 - Number(task.queue_rank) * PRIORITY_LEVELS);
 }
 
-/**
- * A task's job. Plain tasks are grouped by tenant, which caps how many of a tenant's tasks run at
- * once across all workers (the worker's groupConcurrency); AOA jobs hold their tenant's exclusive
- * slot instead.
- */
 /** A callback job for the task: one per tenant group, with deliveries to spare for crashed workers. */
 function callbackJobFor(task: Pick<TaskRow, 'id' | 'tenant_id'>): JobInsert<CallbackJobData> {
   return {
@@ -183,6 +178,11 @@ function deterministicJobId(key: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
+/**
+ * A task's job. Plain tasks are grouped by tenant, which caps how many of a tenant's tasks run at
+ * once across all workers (the worker's groupConcurrency); AOA jobs hold their tenant's exclusive
+ * slot instead.
+ */
 function jobFor(task: TaskRow): JobInsert<TaskJobData> {
   return {
     id: task.id,
