@@ -56,7 +56,7 @@ describe('waking fetch loops', () => {
     }
   }
 
-  it("wakes one idle loop of the job's queue per insert, a different one each time, never a busy one", async () => {
+  it("wakes one idle loop of the job's queue per insert, a different one each time", async () => {
     const loops = [
       { id: 'a', name: 'aoa', count: 0 },
       { id: 'b', name: 'aoa', count: 3 },
@@ -94,17 +94,19 @@ describe('waking fetch loops', () => {
     });
   });
 
-  it('wakes nobody when every loop of the queue is busy; a full fetch wakes the next idle loop', async () => {
+  it('with every loop busy, tells one to fetch again as soon as its batch is done; otherwise wakes an idle one', async () => {
     const loops = [
       { id: 'a', name: 'aoa', count: 16 },
       { id: 'b', name: 'aoa', count: 2 },
     ];
     await withWake(loops, async ({ woken }, wake) => {
       wake.wakeOne('aoa');
-      assert.deepEqual(woken, []);
+      wake.wakeOne('aoa');
+      assert.deepEqual(woken, ['a', 'b'], 'busy loops, in turn');
       loops[1]!.count = 0;
       wake.wakeOne('aoa');
-      assert.deepEqual(woken, ['b']);
+      wake.wakeOne('aoa');
+      assert.deepEqual(woken, ['a', 'b', 'b', 'b'], 'the idle loop whenever there is one');
     });
   });
 });

@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { isDatabaseUnavailable } from '../src/db/availability.js';
-import { createTaskQueue, type TaskQueue } from '../src/queue/task-queue.js';
+import { createTaskQueue, TASKS_QUEUED_CHANNEL, type TaskQueue } from '../src/queue/task-queue.js';
 import { AoaSlotTakenError, createTaskCreator, type NewTask } from '../src/tasks/task-creation.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { newChannel, slackPayload, startFakeSlack, type FakeSlack } from './helpers/engine.js';
+import { eventually } from './helpers/poll.js';
 import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
 
 // The batched write path: concurrent creations share one transaction, and still each succeeds or
@@ -177,4 +179,32 @@ describe('batched task creation', () => {
     assert.equal(conflict.status, 409, JSON.stringify(conflict.body));
     assert.equal(conflict.body.task_id, (results[0] as PromiseFulfilledResult<{ id: string }>).value.id);
   });
+
+  test("a creation announces the tenants whose tasks are due now, once per batch, for the workers' wake-ups", async () => {
+    const other = await registerAndLogin(app, 'batching-announced');
+    const listener = new pg.Client({ connectionString: app.database.url });
+    await listener.connect();
+    const announced: string[] = [];
+    listener.on('notification', (message) => announced.push(message.payload ?? ''));
+    await listener.query(`listen ${TASKS_QUEUED_CHANNEL}`);
+    try {
+      const creator = createTaskCreator({ db: app.db, queue: createTaskQueue(app.boss), limits: NO_LIMITS, metrics: app.metrics });
+      const channel = newChannel('announced');
+      const later: NewTask = { ...plainTask(user, channel, 99), body: { ...plainTask(user, channel, 99).body, delay_seconds: 600 } };
+      // Scheduled for later: nothing to run now, so nothing announced.
+      await creator.create(later);
+      const batch = await createAtOnce(creator, [plainTask(user, channel, 0), plainTask(other, channel, 1), plainTask(user, channel, 2), aoaTask(other)]);
+      assert.deepEqual(batch.map((result) => result.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+      await eventually(() => (announced.length > 0 ? true : undefined), { message: 'an announcement' });
+      // Notifications arrive in commit order: one more creation, and everything before it has arrived.
+      await creator.create(plainTask(other, channel, 3));
+      await eventually(() => (announced.length > 1 ? true : undefined), { message: 'a second announcement' });
+      assert.equal(announced.length, 2, 'one per batch with due plain tasks, none for the scheduled one');
+      assert.deepEqual(announced[0]!.split(',').sort(), [user.tenantId, other.tenantId].sort(), 'each tenant once');
+      assert.equal(announced[1], other.tenantId);
+    } finally {
+      await listener.end();
+    }
+  });
 });
+

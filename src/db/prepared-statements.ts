@@ -42,8 +42,8 @@ type Callback = (error: Error | null, result?: unknown) => void;
 
 /**
  * A pg client class that runs the long parameterised statements as named prepared statements.
- * Kysely (and pg-boss's statements sent in our transactions through it) passes text and values;
- * the name is added here, so no query has to know. Turned off with DATABASE_PREPARED_STATEMENTS
+ * Kysely and pg-boss pass text and values to the pools made with it (createDb, createBoss); the
+ * name is added here, so no query has to know. Turned off with DATABASE_PREPARED_STATEMENTS
  * for a transaction-pooling proxy in front of the database, which cannot keep them.
  */
 export function preparingClientClass(): typeof pg.Client {
@@ -53,7 +53,8 @@ export function preparingClientClass(): typeof pg.Client {
       super(config);
       const query = this.query.bind(this) as (...args: unknown[]) => unknown;
       this.query = ((config: unknown, values?: unknown, callback?: unknown) => {
-        const name = typeof config === 'string' && Array.isArray(values) ? names.nameFor(config) : undefined;
+        // With values only: a statement without them may hold several commands, which cannot be prepared.
+        const name = typeof config === 'string' && Array.isArray(values) && values.length > 0 ? names.nameFor(config) : undefined;
         if (name === undefined) return query(config, values, callback);
         const text = config as string;
         const staleness = (error: unknown) => {

@@ -31,11 +31,13 @@ export function corsForOrigins(origins: readonly string[], options: { exceptUnde
       return c.body(null, 204, headers);
     }
     await next();
-    c.header('Vary', 'Origin', { append: true });
+    // On the answer's own headers, as in requestContext.
+    const headers = c.res.headers;
+    headers.append('Vary', 'Origin');
     if (allowed) {
-      c.header('Access-Control-Allow-Origin', origin);
-      c.header('Access-Control-Allow-Credentials', 'true');
-      c.header('Access-Control-Expose-Headers', EXPOSED_HEADERS);
+      headers.set('Access-Control-Allow-Origin', origin);
+      headers.set('Access-Control-Allow-Credentials', 'true');
+      headers.set('Access-Control-Expose-Headers', EXPOSED_HEADERS);
     }
   };
 }

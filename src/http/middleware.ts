@@ -18,7 +18,9 @@ export function requestContext(logger: Logger): MiddlewareHandler<AppEnv> {
     c.set('logger', requestLogger);
     const startedAt = performance.now();
     await next();
-    c.header('X-Request-ID', requestId);
+    // On the answer's own headers: c.header() after the answer is made would rebuild it as a
+    // streamed WHATWG Response, where @hono/node-server writes a made one straight out.
+    c.res.headers.set('X-Request-ID', requestId);
     // Set only on authenticated routes, which is why the type of every request's context lacks it.
     const auth = (c.var as Partial<AuthenticatedEnv['Variables']>).auth;
     requestLogger.info('request', {

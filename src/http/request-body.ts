@@ -34,7 +34,7 @@ export function drainUnreadBody(maxBytes: number): MiddlewareHandler {
     if (!body || c.req.raw.bodyUsed || body.locked) return;
     // A body announced over the limit was refused (413) unread: draining it is the upload refused.
     if (Number(c.req.header('Content-Length')) > maxBytes) {
-      c.header('Connection', 'close');
+      c.res.headers.set('Connection', 'close');
       return;
     }
     const reader = body.getReader();

@@ -147,7 +147,7 @@ export async function run(mode: Mode): Promise<void> {
     const applied = await migrateToLatest(db);
     if (applied.length > 0) logger.info('migrations applied', { migrations: applied });
 
-    const boss = (parts.boss = createBoss(databaseUrl, logger, { supervise: mode !== 'api', watch }));
+    const boss = (parts.boss = createBoss(databaseUrl, logger, { supervise: mode !== 'api', watch, preparedStatements: config.databasePreparedStatements }));
     await boss.start();
     await declareQueues(boss);
 

@@ -1,5 +1,6 @@
 import { PgBoss } from 'pg-boss';
 import type { DatabaseWatch } from '../db/availability.js';
+import { preparingClientClass } from '../db/prepared-statements.js';
 import type { Logger } from '../logger.js';
 
 export const BOSS_SCHEMA = 'pgboss';
@@ -14,6 +15,8 @@ export interface BossOptions {
   watch?: DatabaseWatch;
   /** Connections of the queue's own pool (default 10). */
   maxConnections?: number;
+  /** Whether its long statements (the fetch above all) run prepared; see db/prepared-statements.ts. */
+  preparedStatements?: boolean;
 }
 
 /** A pg-boss instance in the application database, in its own schema. */
@@ -23,6 +26,8 @@ export function createBoss(connectionString: string, logger: Logger, options: Bo
     schema: BOSS_SCHEMA,
     application_name: 'autonomos-queue',
     max: options.maxConnections ?? 10,
+    // Handed to pg-boss's pg.Pool with the rest of this configuration.
+    ...(options.preparedStatements === false ? {} : { Client: preparingClientClass() }),
     supervise: options.supervise,
     // Frequent passes notice a crashed worker's expired or heartbeat-less jobs within seconds.
     superviseIntervalSeconds: 5,

@@ -7,7 +7,10 @@ import { BOSS_SCHEMA } from '../queue/boss.js';
 const bossChannel = (schema: string) => `pgboss_${createHash('sha224').update(schema).digest('hex').slice(0, 24)}`;
 
 export interface QueueWake {
-  /** Wakes one of this process's idle fetch loops of `queue`, if any, to fetch now. */
+  /**
+   * Wakes one of this process's idle fetch loops of `queue` to fetch now; with none idle, tells a
+   * busy one to fetch as soon as its batch is done instead of waiting for its next poll.
+   */
   wakeOne(queue: string): void;
   stop(): void;
 }
@@ -39,14 +42,12 @@ export function startQueueWake(boss: PgBoss, notifications: Notifications, queue
   const loopsOf = (queue: string) => boss.getWipData().filter((worker) => worker.name === queue);
   const wakeOne = (queue: string) => {
     const loops = loopsOf(queue);
-    const start = rotations.get(queue) ?? 0;
-    for (let step = 0; step < loops.length; step++) {
-      const loop = loops[(start + step) % loops.length]!;
-      if (loop.count > 0) continue;
-      rotations.set(queue, (start + step + 1) % loops.length);
-      boss.notifyWorker(loop.id);
-      return;
-    }
+    if (loops.length === 0) return;
+    const start = (rotations.get(queue) ?? 0) % loops.length;
+    const inTurn = loops.map((_, step) => (start + step) % loops.length);
+    const chosen = inTurn.find((index) => loops[index]!.count === 0) ?? start;
+    rotations.set(queue, (chosen + 1) % loops.length);
+    boss.notifyWorker(loops[chosen]!.id);
   };
   const unsubscribeQueues = notifications.subscribe(bossChannel(BOSS_SCHEMA), (queue) => {
     if (queues.includes(queue)) wakeOne(queue);
