@@ -35,6 +35,19 @@ describe('prepared statements', () => {
     assert.equal(await preparedCount(), before + 1);
   });
 
+  it('prepares nothing when turned off (DATABASE_PREPARED_STATEMENTS=false, for a transaction-pooling proxy)', async () => {
+    const unprepared = createDb(database.url, { max: 1, preparedStatements: false });
+    try {
+      const probeUnprepared = (id: number) => sql`select * from probe where id = ${id} ${sql.raw(padding)}`.execute(unprepared);
+      await probeUnprepared(1);
+      await probeUnprepared(2);
+      const { rows } = await sql<{ n: string }>`select count(*) as n from pg_prepared_statements`.execute(unprepared);
+      assert.equal(Number(rows[0]!.n), 0);
+    } finally {
+      await unprepared.destroy();
+    }
+  });
+
   it('prepares a statement afresh once a migration changed what it returns', async () => {
     await probe(1);
     await sql`alter table probe add column note text`.execute(db);
