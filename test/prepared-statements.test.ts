@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { createDb, type Db } from '../src/db/client.js';
+import { prepared } from '../src/db/prepared-statements.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
-// Long enough to be prepared (db/prepared-statements.ts prepares the long statements only).
-const padding = `/* ${'a statement long enough to be worth preparing '.repeat(10)} */`;
 
 describe('prepared statements', () => {
   let database: TestDatabase;
@@ -23,22 +22,22 @@ describe('prepared statements', () => {
   });
 
   const preparedCount = async () => Number((await sql<{ n: string }>`select count(*) as n from pg_prepared_statements`.execute(db)).rows[0]!.n);
-  const probe = (id: number) => sql<Record<string, unknown>>`select * from probe where id = ${id} ${sql.raw(padding)}`.execute(db);
+  const probe = (id: number) => sql<Record<string, unknown>>`${prepared} select * from probe where id = ${id}`.execute(db);
 
-  it('runs a long statement prepared once per connection, with its own values each time', async () => {
+  it('runs a marked statement prepared once per connection, with its own values each time', async () => {
     const before = await preparedCount();
     assert.deepEqual((await probe(1)).rows, [{ id: 1, label: 'one' }]);
     assert.deepEqual((await probe(2)).rows, [{ id: 2, label: 'two' }]);
     assert.equal(await preparedCount(), before + 1);
-    // Short statements are not prepared.
-    await sql`select ${1}::int as one`.execute(db);
+    // Unmarked statements are not prepared.
+    await sql`select * from probe where id = ${1}`.execute(db);
     assert.equal(await preparedCount(), before + 1);
   });
 
   it('prepares nothing when turned off (DATABASE_PREPARED_STATEMENTS=false, for a transaction-pooling proxy)', async () => {
     const unprepared = createDb(database.url, { max: 1, preparedStatements: false });
     try {
-      const probeUnprepared = (id: number) => sql`select * from probe where id = ${id} ${sql.raw(padding)}`.execute(unprepared);
+      const probeUnprepared = (id: number) => sql`${prepared} select * from probe where id = ${id}`.execute(unprepared);
       await probeUnprepared(1);
       await probeUnprepared(2);
       const { rows } = await sql<{ n: string }>`select count(*) as n from pg_prepared_statements`.execute(unprepared);
@@ -48,12 +47,25 @@ describe('prepared statements', () => {
     }
   });
 
-  it('prepares a statement afresh once a migration changed what it returns', async () => {
+  it('prepares a statement again when the server no longer has it', async () => {
+    await probe(1);
+    await sql`deallocate all`.execute(db);
+    assert.deepEqual((await probe(2)).rows, [{ id: 2, label: 'two' }]);
+    assert.equal(await preparedCount(), 1);
+  });
+
+  it('prepares a statement afresh once a migration changed what it returns: at once outside a transaction, on the next try inside one', async () => {
     await probe(1);
     await sql`alter table probe add column note text`.execute(db);
-    // The statement prepared before the change fails once (PostgreSQL refuses a new result type
-    // for it); the same statement then runs prepared anew, with the new column.
-    await assert.rejects(probe(1), /cached plan must not change result type/);
+    // PostgreSQL refuses the old statement before running it: outside a transaction it is run
+    // again at once, prepared anew, with the new column.
     assert.deepEqual((await probe(1)).rows, [{ id: 1, label: 'one', note: null }]);
+    await sql`alter table probe add column extra text`.execute(db);
+    // Inside one the refusal has ended the transaction, which fails; the next try works.
+    await assert.rejects(
+      db.transaction().execute((trx) => sql`${prepared} select * from probe where id = ${1}`.execute(trx)),
+      /cached plan must not change result type/,
+    );
+    assert.deepEqual((await probe(1)).rows, [{ id: 1, label: 'one', note: null, extra: null }]);
   });
 });

@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import { preparingClientClass } from './prepared-statements.js';
+import { BOSS_SCHEMA } from '../queue/boss.js';
+import { PREPARED_MARKER, preparingClientClass } from './prepared-statements.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
@@ -16,7 +17,8 @@ export const CONNECTION_TIMEOUT_MS = 1_000;
 /** A Kysely client over its own pg pool; destroy() closes the pool. */
 export function createDb(connectionString: string, options: { max?: number; applicationName?: string; preparedStatements?: boolean } = {}): Db {
   const pool = new pg.Pool({
-    ...(options.preparedStatements === false ? {} : { Client: preparingClientClass() }),
+    // Our marked statements, and pg-boss's when they run in our transactions (a fixed set per queue).
+    ...(options.preparedStatements === false ? {} : { Client: preparingClientClass((text) => text.includes(PREPARED_MARKER) || text.includes(`${BOSS_SCHEMA}.`)) }),
     connectionString,
     max: options.max ?? 20,
     application_name: options.applicationName ?? 'autonomos',

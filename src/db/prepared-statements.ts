@@ -1,29 +1,43 @@
+import { sql } from 'kysely';
 import pg from 'pg';
 
 /**
- * Statements this long are complex (the creation statement, the worker's claims and outcomes,
- * pg-boss's job inserts and completions): PostgreSQL spends about as long parsing and planning
- * each of them as running it, which a prepared statement does once per connection.
+ * Marks a statement of ours to run prepared: put it first in the statement's text. Only the hot
+ * statements whose text never changes shape carry it (creation, claims, successes): PostgreSQL
+ * spends about as long parsing and planning each of them as running it, which a prepared
+ * statement does once per connection. A text built per row count or per filter would fill the
+ * connection with plans used once.
  */
-const PREPARED_MIN_LENGTH = 400;
-/** Distinct statements a process prepares, so the server's memory per connection stays bounded. */
+export const PREPARED_MARKER = '/* prepared */';
+export const prepared = sql.raw(PREPARED_MARKER);
+
+/** A bound on the statements one process prepares, so the server's memory per connection stays bounded. */
 const PREPARED_MAX_STATEMENTS = 64;
 
-/** SQLSTATE 0A000 with this message: a prepared statement whose result columns a migration changed. */
-const STALE_PLAN_MESSAGE = 'cached plan must not change result type';
+/**
+ * A prepared statement the server no longer has as this connection knew it: its result type
+ * changed under it (0A000, a migration added a column), or it is gone (26000: closed after a
+ * value could not be sent, or deallocated).
+ */
+function isStale(error: unknown): boolean {
+  const { code, message } = error as { code?: string; message?: string };
+  return (code === '0A000' && message?.includes('cached plan must not change result type') === true) || code === '26000';
+}
 
 /**
- * Names the statements worth preparing. A name stands for one text for the life of the process
- * (pg refuses a name reused for another text); a statement gone stale gets a new name, so every
+ * Names the statements to prepare. A name stands for one text for the life of the process (pg
+ * refuses a name reused for another text); a statement gone stale gets a new name, so every
  * connection prepares it afresh.
  */
 class StatementNames {
   readonly #names = new Map<string, string>();
   #issued = 0;
 
+  constructor(private readonly shouldPrepare: (text: string) => boolean) {}
+
   nameFor(text: string): string | undefined {
     const known = this.#names.get(text);
-    if (known !== undefined || text.length < PREPARED_MIN_LENGTH || this.#names.size >= PREPARED_MAX_STATEMENTS) return known;
+    if (known !== undefined || this.#names.size >= PREPARED_MAX_STATEMENTS || !this.shouldPrepare(text)) return known;
     return this.#rename(text);
   }
 
@@ -41,35 +55,37 @@ class StatementNames {
 type Callback = (error: Error | null, result?: unknown) => void;
 
 /**
- * A pg client class that runs the long parameterised statements as named prepared statements.
- * Kysely and pg-boss pass text and values to the pools made with it (createDb, createBoss); the
- * name is added here, so no query has to know. Turned off with DATABASE_PREPARED_STATEMENTS
- * for a transaction-pooling proxy in front of the database, which cannot keep them.
+ * A pg client class that runs the statements `shouldPrepare` picks (among those with values: a
+ * statement without them may hold several commands) as named prepared statements. Kysely and
+ * pg-boss pass text and values to the pools made with it (createDb, createBoss); the name is added
+ * here, so no query has to know. A statement found stale is prepared again under a new name; run
+ * outside a transaction it is tried again at once (the server refused it before running it).
+ * Turned off with DATABASE_PREPARED_STATEMENTS for a transaction-pooling proxy in front of the
+ * database, which cannot keep them.
  */
-export function preparingClientClass(): typeof pg.Client {
-  const names = new StatementNames();
+export function preparingClientClass(shouldPrepare: (text: string) => boolean): typeof pg.Client {
+  const names = new StatementNames(shouldPrepare);
   return class PreparingClient extends pg.Client {
     constructor(config?: string | pg.ClientConfig) {
       super(config);
       const query = this.query.bind(this) as (...args: unknown[]) => unknown;
       this.query = ((config: unknown, values?: unknown, callback?: unknown) => {
-        // With values only: a statement without them may hold several commands, which cannot be prepared.
         const name = typeof config === 'string' && Array.isArray(values) && values.length > 0 ? names.nameFor(config) : undefined;
         if (name === undefined) return query(config, values, callback);
         const text = config as string;
-        const staleness = (error: unknown) => {
-          if (error instanceof Error && (error as { code?: string }).code === '0A000' && error.message.includes(STALE_PLAN_MESSAGE)) names.forget(text);
-        };
-        if (typeof callback === 'function') {
-          return query({ name, text, values }, (error: Error | null, result?: unknown) => {
-            if (error) staleness(error);
-            (callback as Callback)(error, result);
-          });
-        }
-        return (query({ name, text, values }) as Promise<unknown>).catch((error: unknown) => {
-          staleness(error);
-          throw error;
+        const run = (statementName: string) => query({ name: statementName, text, values }) as Promise<unknown>;
+        const result = run(name).catch((error: unknown) => {
+          if (!isStale(error)) throw error;
+          names.forget(text);
+          if (this.getTransactionStatus() !== 'I') throw error;
+          return run(names.nameFor(text)!);
         });
+        if (typeof callback !== 'function') return result;
+        result.then(
+          (rows) => (callback as Callback)(null, rows),
+          (error: Error) => (callback as Callback)(error),
+        );
+        return undefined;
       }) as pg.Client['query'];
     }
   };

@@ -15,7 +15,7 @@ export interface BossOptions {
   watch?: DatabaseWatch;
   /** Connections of the queue's own pool (default 10). */
   maxConnections?: number;
-  /** Whether its long statements (the fetch above all) run prepared; see db/prepared-statements.ts. */
+  /** Whether its statements (the fetch above all) run prepared; see db/prepared-statements.ts. */
   preparedStatements?: boolean;
 }
 
@@ -26,8 +26,9 @@ export function createBoss(connectionString: string, logger: Logger, options: Bo
     schema: BOSS_SCHEMA,
     application_name: 'autonomos-queue',
     max: options.maxConnections ?? 10,
-    // Handed to pg-boss's pg.Pool with the rest of this configuration.
-    ...(options.preparedStatements === false ? {} : { Client: preparingClientClass() }),
+    // Handed to pg-boss's pg.Pool with the rest of this configuration. pg-boss's statements are a
+    // fixed set per queue (values travel as parameters), its fetch the longest of all.
+    ...(options.preparedStatements === false ? {} : { Client: preparingClientClass(() => true) }),
     supervise: options.supervise,
     // Frequent passes notice a crashed worker's expired or heartbeat-less jobs within seconds.
     superviseIntervalSeconds: 5,

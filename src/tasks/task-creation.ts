@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Transaction } from 'kysely';
 import { isDatabaseUnavailable } from '../db/availability.js';
 import type { Db } from '../db/client.js';
+import { prepared } from '../db/prepared-statements.js';
 import type { Database, TaskKind, TaskRow } from '../db/schema.js';
 import { injectFault, type FaultPoint } from '../lib/fault-injection.js';
 import { createWriteBuffer, writeEachAloneOnFailure, type Settled } from '../lib/write-buffer.js';
@@ -79,7 +80,7 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
   }));
   // scheduled_for is cut to milliseconds, the precision of the time the API shows and the audit
   // entry names. A delay counts on the database's clock, the one the queue schedules by.
-  const { rows } = await sql<TaskRow>`
+  const { rows } = await sql<TaskRow>`${prepared}
     with input as (
       select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(
         id uuid, ordinal int, tenant_id uuid, kind text, payload jsonb, callback_url text, max_retries int,
@@ -152,7 +153,7 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
     -- below its cap of running tasks (worker/queue-wake.ts). Sent at commit, like the jobs'.
     announced as (
       select pg_notify(${TASKS_QUEUED_CHANNEL}::text, string_agg(distinct tenant_id::text, ','))
-      from inserted where kind = 'task' and scheduled_for is null
+      from inserted where kind = 'task' and (scheduled_for is null or scheduled_for <= now())
       having count(*) > 0
     )
     select * from inserted where (select count(*) from announced) >= 0

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { prepared } from '../db/prepared-statements.js';
 import type { Database, TaskKind, TaskRow, TaskStatus } from '../db/schema.js';
 import type { TaskPosition } from './task-cursor.js';
 import { TASK_STATUSES } from './task-listing.schemas.js';
@@ -372,7 +373,7 @@ export async function claimTasks(
   messages: { started: string; resumed: string },
 ): Promise<ClaimedTask[]> {
   if (tasks.length === 0) return [];
-  const { rows } = await sql<ClaimedTask>`
+  const { rows } = await sql<ClaimedTask>`${prepared}
     with input as (
       select * from unnest(${tasks.map((task) => task.taskId)}::uuid[], ${tasks.map((task) => task.tenantId)}::uuid[],
                            ${tasks.map((task) => task.delivery)}::int[]) as x(id, tenant_id, delivery)
@@ -422,7 +423,7 @@ export async function recordSuccesses(db: Kysely<Database>, tasks: readonly Succ
     result: task.result ?? null,
     messages: task.messages,
   }));
-  const { rows } = await sql<TaskRow>`
+  const { rows } = await sql<TaskRow>`${prepared}
     with input as (
       select x.*, row_number() over () as ordinal
       from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(id uuid, tenant_id uuid, delivery int, result jsonb, messages text[])
