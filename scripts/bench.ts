@@ -140,6 +140,9 @@ function sampleMemory(processes: Record<string, ServiceProcess>) {
   return { peaks, stop: () => clearInterval(timer) };
 }
 
+/** Linux's USER_HZ: /proc counts CPU time in these. */
+const CLOCK_TICKS = 100;
+
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat; with `reaped`, also its waited-for children's. */
 function cpuSeconds(pid: number, reaped = false): number {
   try {
@@ -151,7 +154,6 @@ function cpuSeconds(pid: number, reaped = false): number {
     return 0;
   }
 }
-const CLOCK_TICKS = 100;
 
 /** CPU seconds used by every PostgreSQL process, including its backends that have exited. */
 function postgresCpuSeconds(): number {

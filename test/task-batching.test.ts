@@ -190,7 +190,8 @@ describe('batched task creation', () => {
     try {
       const creator = createTaskCreator({ db: app.db, queue: createTaskQueue(app.boss), limits: NO_LIMITS, metrics: app.metrics });
       const channel = newChannel('announced');
-      const later: NewTask = { ...plainTask(user, channel, 99), body: { ...plainTask(user, channel, 99).body, delay_seconds: 600 } };
+      const due = plainTask(user, channel, 99);
+      const later: NewTask = { ...due, body: { ...due.body, delay_seconds: 600 } };
       // Scheduled for later: nothing to run now, so nothing announced.
       await creator.create(later);
       const batch = await createAtOnce(creator, [plainTask(user, channel, 0), plainTask(other, channel, 1), plainTask(user, channel, 2), aoaTask(other)]);

@@ -90,7 +90,8 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
     -- Where each tenant's turns start, per priority its plain tasks of this batch have: after its
     -- last due queued task of the same or a higher priority, else at the head of the whole queue;
     -- and never later than its first due queued task of a lower priority. One index probe per
-    -- priority level (tasks_queue_turn_idx), however long the tenant's backlog.
+    -- priority level (tasks_queue_turn_idx), however long the tenant's backlog. (One lateral with
+    -- min() and max() per level instead of these two reads the whole level: cost grows with it.)
     turns as (
       select groups.tenant_id, groups.priority,
         coalesce(
@@ -156,6 +157,7 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
       from inserted where kind = 'task' and (scheduled_for is null or scheduled_for <= now())
       having count(*) > 0
     )
+    -- Reading announced is what makes it run.
     select * from inserted where (select count(*) from announced) >= 0
   `.execute(trx);
   const byId = new Map(rows.map((row) => [row.id, row]));
