@@ -24,6 +24,9 @@ export class AttemptTimeoutError extends Error {
   }
 }
 
+/** The abort reason an attempt's work gets when its action failed; made once, as its stack says nothing. */
+const ACTION_FAILED = new Error('The attempt failed');
+
 /** Resolves with the action's outcome, or rejects the moment `signal` aborts, whether or not the action stops. */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) return Promise.reject(signal.reason);
@@ -138,6 +141,9 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
         controller.signal,
       );
     } catch (error) {
+      // Whatever a failed action still has in flight is no longer wanted. (One that returned has
+      // nothing in flight: aborting after it, per attempt, cost its HTTP client's cleanup for nothing.)
+      if (!controller.signal.aborted) controller.abort(ACTION_FAILED);
       if (controller.signal.reason instanceof TaskCanceledError) {
         log.info('attempt aborted: task canceled');
         return;
@@ -149,8 +155,6 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
       clearTimeout(timeout);
       unwatch();
       job.signal.removeEventListener('abort', onQueueAbort);
-      // Whatever the action still has in flight is no longer wanted.
-      if (!controller.signal.aborted) controller.abort(new Error('Attempt finished'));
     }
     injectFault(config.faultInjectionPoint, 'after-action');
     if ('waitSeconds' in outcome) {
