@@ -2,11 +2,15 @@
  * Benchmark: AutonomOS next to its references, measured in one run on one machine, printed as a
  * table of figures with their ratios and targets, and written as JSON with --json FILE.
  *
- *   npm run bench -- [--tasks 2000] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--json FILE]
+ *   npm run bench -- [--tasks 2000] [--warmup 1000] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--json FILE]
  *
  * The API and the worker run as separate processes, compiled as `npm run api` and `npm run worker`
  * run them (NODE_ENV=production) against a fresh database per phase and a local fake Slack that answers at
- * once. Phases:
+ * once. Each throughput phase (bare, creates, loaded, raw) first runs `--warmup` requests or jobs
+ * the same way, unmeasured, so that every side is measured warm (JIT-compiled code, open and
+ * prepared connections), as a service that runs for more than a few seconds is; `--warmup 0`
+ * measures them cold. Before each measurement the phase's database is vacuumed, analysed and
+ * checkpointed (settleDatabase). Phases:
  * - bare: the floor for creation, a node http + pg server doing one INSERT per request
  *   (scripts/lib/bare-insert-server.ts), `--tasks` requests with `--concurrency` in flight;
  * - creates: the same load on POST /api/v1/tasks with no worker running;
@@ -39,6 +43,7 @@ import { spawnCompiledService, spawnScript, type ServiceProcess } from './lib/se
 const { values: args } = parseArgs({
   options: {
     tasks: { type: 'string', default: '2000' },
+    warmup: { type: 'string', default: '1000' },
     concurrency: { type: 'string', default: '32' },
     paced: { type: 'string', default: '500' },
     rate: { type: 'string', default: '50' },
@@ -49,6 +54,9 @@ const { values: args } = parseArgs({
   },
 });
 const TASKS = Number(args.tasks);
+const WARMUP = Number(args.warmup);
+/** Warm-up tasks are numbered from here, apart from the measured ones. */
+const WARMUP_OFFSET = 1_000_000;
 const CONCURRENCY = Number(args.concurrency);
 const PACED = Number(args.paced);
 const RATE = Number(args.rate);
@@ -255,6 +263,16 @@ async function query<T>(url: string, text: string, values: unknown[] = []): Prom
   }
 }
 
+/**
+ * Between the warm-up and the measured run, as pgbench does before its runs: the warm-up's
+ * garbage vacuumed and its statistics gathered, and a checkpoint taken, so that neither an
+ * autovacuum nor the full-page writes after a checkpoint land in one side's measurement only.
+ */
+async function settleDatabase(url: string) {
+  await query(url, 'vacuum analyze');
+  await query(url, 'checkpoint');
+}
+
 const finishedCount = async (url: string, where = 'true') =>
   Number((await query<{ n: string }>(url, `select count(*) as n from tasks where status in ('success', 'failed') and ${where}`))[0]!.n);
 const pickups = async (url: string, where = 'true') =>
@@ -268,11 +286,14 @@ async function benchBare(databaseUrl: string) {
   const base = `http://127.0.0.1:${port}`;
   try {
     await until(async () => (server.output().includes('listening') ? true : undefined), 30_000, 'the bare insert server');
-    const cpu = meterCpu(server.child.pid);
-    const run = await runConcurrently(TASKS, CONCURRENCY, async (index) => {
+    const insert = async (index: number) => {
       const response = await httpJson(base, 'POST', '/tasks', { json: slackPayload(index), timeoutMs: 30_000 });
       if (response.status !== 201) throw new Error(`bare insert answered ${response.status}`);
-    });
+    };
+    await runConcurrently(WARMUP, CONCURRENCY, (index) => insert(WARMUP_OFFSET + index));
+    await settleDatabase(databaseUrl);
+    const cpu = meterCpu(server.child.pid);
+    const run = await runConcurrently(TASKS, CONCURRENCY, insert);
     return { createsPerSecond: TASKS / run.seconds, createLatency: summary(run.latencies), cpuPerTask: cpu(TASKS) };
   } finally {
     await stopAll([server]);
@@ -284,6 +305,8 @@ async function benchCreatesOnly(databaseUrl: string, slackUrl: string) {
   const memory = sampleMemory({ api: service.api });
   try {
     const { token } = await registerTenant(service.base, 'bench');
+    await createTasks(service.base, token, WARMUP, CONCURRENCY, WARMUP_OFFSET);
+    await settleDatabase(databaseUrl);
     const cpu = meterCpu(service.api.child.pid);
     const run = await createTasks(service.base, token, TASKS, CONCURRENCY);
     return { createsPerSecond: TASKS / run.seconds, createLatency: summary(run.latencies), cpuPerTask: cpu(TASKS), apiRssMb: memory.peaks.api ?? NaN };
@@ -298,13 +321,17 @@ async function benchLoaded(databaseUrl: string, slackUrl: string) {
   const memory = sampleMemory({ api: service.api, worker: service.worker! });
   try {
     const { token } = await registerTenant(service.base, 'bench');
+    await createTasks(service.base, token, WARMUP, CONCURRENCY, WARMUP_OFFSET);
+    await until(async () => ((await finishedCount(databaseUrl)) >= WARMUP ? true : undefined), 10 * 60_000, 'the warm-up tasks to finish');
+    await settleDatabase(databaseUrl);
+    const measuredFrom = (await query<{ now: string }>(databaseUrl, 'select now()::text as now'))[0]!.now;
     const cpu = meterCpu(service.api.child.pid, service.worker!.child.pid);
     const startedAt = performance.now();
     const run = await createTasks(service.base, token, TASKS, CONCURRENCY);
-    await until(async () => ((await finishedCount(databaseUrl)) >= TASKS ? true : undefined), 10 * 60_000, 'all tasks to finish');
+    await until(async () => ((await finishedCount(databaseUrl)) >= WARMUP + TASKS ? true : undefined), 10 * 60_000, 'all tasks to finish');
     const endToEndSeconds = (performance.now() - startedAt) / 1000;
     const endToEndCpuPerTask = cpu(TASKS);
-    const loadedPickup = summary(await pickups(databaseUrl));
+    const loadedPickup = summary(await pickups(databaseUrl, `created_at >= '${measuredFrom}'`));
 
     // Paced: an open loop at RATE per second, each request on its own schedule.
     const pacedStarted = Date.now();
@@ -314,7 +341,7 @@ async function benchLoaded(databaseUrl: string, slackUrl: string) {
       inFlight.push(httpJson(service.base, 'POST', '/api/v1/tasks', { token, json: slackPayload(TASKS + index), timeoutMs: 30_000 }));
     }
     await Promise.all(inFlight);
-    await until(async () => ((await finishedCount(databaseUrl)) >= TASKS + PACED ? true : undefined), 10 * 60_000, 'the paced tasks to finish');
+    await until(async () => ((await finishedCount(databaseUrl)) >= WARMUP + TASKS + PACED ? true : undefined), 10 * 60_000, 'the paced tasks to finish');
     const pacedPickup = summary(await pickups(databaseUrl, `payload->>'message' in (${Array.from({ length: PACED }, (_, i) => `'task ${TASKS + i}'`).join(',')})`));
     return {
       createsPerSecond: TASKS / run.seconds,
@@ -340,12 +367,16 @@ async function benchRawPgBoss(databaseUrl: string, slackUrl: string) {
     await until(async () => (worker.output().includes('raw worker ready') ? true : undefined), 60_000, 'the raw pg-boss worker');
     await boss.start();
     const doneCount = () => Number(/done (\d+)\n(?![\s\S]*done)/.exec(worker.output())?.[1] ?? 0);
+    const send = async (index: number) => {
+      await boss.send(RAW_QUEUE, { index });
+    };
+    await runConcurrently(WARMUP, CONCURRENCY, (index) => send(WARMUP_OFFSET + index));
+    await until(async () => (doneCount() >= WARMUP ? true : undefined), 10 * 60_000, 'the warm-up jobs');
+    await settleDatabase(databaseUrl);
     const cpu = meterCpu(worker.child.pid);
     const startedAt = performance.now();
-    const run = await runConcurrently(TASKS, CONCURRENCY, async (index) => {
-      await boss.send(RAW_QUEUE, { index });
-    });
-    await until(async () => (doneCount() >= TASKS ? true : undefined), 10 * 60_000, 'raw jobs');
+    const run = await runConcurrently(TASKS, CONCURRENCY, send);
+    await until(async () => (doneCount() >= WARMUP + TASKS ? true : undefined), 10 * 60_000, 'raw jobs');
     const endToEndSeconds = (performance.now() - startedAt) / 1000;
     return { sendsPerSecond: TASKS / run.seconds, endToEndPerSecond: TASKS / endToEndSeconds, endToEndCpuPerTask: cpu(TASKS) };
   } finally {
@@ -359,6 +390,7 @@ async function benchFairness(databaseUrl: string, slackUrl: string) {
   try {
     const [tenantA, tenantB] = [await registerTenant(service.base, 'bench-a'), await registerTenant(service.base, 'bench-b')];
     await createTasks(service.base, tenantA.token, BACKLOG, CONCURRENCY);
+    await settleDatabase(databaseUrl);
     await startWorker(service);
     const memory = sampleMemory({ worker: service.worker! });
     const drainStarted = performance.now();
@@ -452,11 +484,13 @@ try {
       : []),
     ['memory (peak RSS, MB)', `API ${round(Math.max(creates.apiRssMb, loaded.apiRssMb), 0)}, worker ${round(loaded.workerRssMb, 0)}${fairness ? `, worker after the backlog ${round(fairness.workerRssAfterMb, 0)} (peak ${round(fairness.workerRssPeakMb, 0)})` : ''}`, '', '', '≤ 200 each'],
   ];
-  console.log(`\n${TASKS} tasks with ${CONCURRENCY} requests in flight, ${PACED} paced at ${RATE}/s; API and worker as separate processes; Node ${process.version}\n`);
+  console.log(
+    `\n${TASKS} tasks with ${CONCURRENCY} requests in flight, each phase after ${WARMUP} unmeasured warm-up ones; ${PACED} paced at ${RATE}/s; API and worker as separate processes; Node ${process.version}\n`,
+  );
   console.log('| figure | AutonomOS | reference (same run) | ratio | target |');
   console.log('|---|---|---|---|---|');
   for (const row of rows) console.log(`| ${row.join(' | ')} |`);
-  const report = { tasks: TASKS, concurrency: CONCURRENCY, paced: PACED, rate: RATE, backlog: fairness ? BACKLOG : undefined, bare, creates, loaded, raw, fairness, loginFlood };
+  const report = { tasks: TASKS, warmup: WARMUP, concurrency: CONCURRENCY, paced: PACED, rate: RATE, backlog: fairness ? BACKLOG : undefined, bare, creates, loaded, raw, fairness, loginFlood };
   if (args.json) {
     writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`\nwritten to ${args.json}`);
