@@ -2,7 +2,7 @@
  * Benchmark: AutonomOS next to its references, measured in one run on one machine, printed as a
  * table of figures with their ratios and targets, and written as JSON with --json FILE.
  *
- *   npm run bench -- [--tasks 2000] [--warmup 1000] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--json FILE]
+ *   npm run bench -- [--tasks 2000] [--warmup 1000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--json FILE]
  *
  * The API and the worker run as separate processes, compiled as `npm run api` and `npm run worker`
  * run them (NODE_ENV=production) against a fresh database per phase and a local fake Slack that answers at
@@ -10,7 +10,9 @@
  * the same way, unmeasured, so that every side is measured warm (JIT-compiled code, open and
  * prepared connections), as a service that runs for more than a few seconds is; `--warmup 0`
  * measures them cold. Before each measurement the phase's database is vacuumed, analysed and
- * checkpointed (settleDatabase). Phases:
+ * checkpointed (settleDatabase). With `--repeat N` the four throughput phases run N rounds (fresh
+ * databases each) and the key figures are also given as the median and range over the rounds: on
+ * this kind of machine one run's ratio moves by ±0.1. Phases:
  * - bare: the floor for creation, a node http + pg server doing one INSERT per request
  *   (scripts/lib/bare-insert-server.ts), `--tasks` requests with `--concurrency` in flight;
  * - creates: the same load on POST /api/v1/tasks with no worker running;
@@ -44,6 +46,7 @@ const { values: args } = parseArgs({
   options: {
     tasks: { type: 'string', default: '2000' },
     warmup: { type: 'string', default: '1000' },
+    repeat: { type: 'string', default: '1' },
     concurrency: { type: 'string', default: '32' },
     paced: { type: 'string', default: '500' },
     rate: { type: 'string', default: '50' },
@@ -55,6 +58,7 @@ const { values: args } = parseArgs({
 });
 const TASKS = Number(args.tasks);
 const WARMUP = Number(args.warmup);
+const REPEAT = Math.max(1, Number(args.repeat));
 /** Warm-up tasks are numbered from here, apart from the measured ones. */
 const WARMUP_OFFSET = 1_000_000;
 const CONCURRENCY = Number(args.concurrency);
@@ -447,10 +451,17 @@ async function benchLoginFlood(databaseUrl: string, slackUrl: string) {
 execFileSync('npm', ['run', 'build', '--silent'], { cwd: new URL('..', import.meta.url).pathname, stdio: 'inherit' });
 const slack = await startFakeSlack();
 try {
-  const bare = await withDatabase(benchBare);
-  const creates = await withDatabase((url) => benchCreatesOnly(url, slack.url));
-  const loaded = await withDatabase((url) => benchLoaded(url, slack.url));
-  const raw = await withDatabase((url) => benchRawPgBoss(url, slack.url));
+  const rounds = [];
+  for (let index = 0; index < REPEAT; index++) {
+    rounds.push({
+      bare: await withDatabase(benchBare),
+      creates: await withDatabase((url) => benchCreatesOnly(url, slack.url)),
+      loaded: await withDatabase((url) => benchLoaded(url, slack.url)),
+      raw: await withDatabase((url) => benchRawPgBoss(url, slack.url)),
+    });
+  }
+  // The table is the first round's; the spread over all rounds follows it.
+  const { bare, creates, loaded, raw } = rounds[0]!;
   const fairness = args.fairness ? await withDatabase((url) => benchFairness(url, slack.url)) : undefined;
   const loginFlood = args['login-flood'] ? await withDatabase((url) => benchLoginFlood(url, slack.url)) : undefined;
 
@@ -490,7 +501,26 @@ try {
   console.log('| figure | AutonomOS | reference (same run) | ratio | target |');
   console.log('|---|---|---|---|---|');
   for (const row of rows) console.log(`| ${row.join(' | ')} |`);
-  const report = { tasks: TASKS, warmup: WARMUP, concurrency: CONCURRENCY, paced: PACED, rate: RATE, backlog: fairness ? BACKLOG : undefined, bare, creates, loaded, raw, fairness, loginFlood };
+  if (rounds.length > 1) {
+    const spread = (values: number[], digits: number) => {
+      const sorted = [...values].sort((a, b) => a - b);
+      const middle = sorted.length / 2;
+      const median = sorted.length % 2 ? sorted[Math.floor(middle)]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+      return `${round(median, digits)} (${round(sorted[0]!, digits)}-${round(sorted.at(-1)!, digits)})`;
+    };
+    const spreadRows: [string, string, string][] = [
+      ['task creation vs the bare one-INSERT endpoint (ratio)', spread(rounds.map((r) => r.creates.createsPerSecond / r.bare.createsPerSecond), 2), '≥ 0.8'],
+      ['creation p99 while the worker runs (ms)', spread(rounds.map((r) => r.loaded.createLatency.p99), 1), '≤ 50'],
+      ['end to end vs raw pg-boss (ratio)', spread(rounds.map((r) => r.loaded.endToEndPerSecond / r.raw.endToEndPerSecond), 2), '≥ 0.8'],
+      [`pickup at ${RATE} tasks/s, p50 (ms)`, spread(rounds.map((r) => r.loaded.pacedPickup.p50), 1), '≤ 5'],
+      [`pickup at ${RATE} tasks/s, p99 (ms)`, spread(rounds.map((r) => r.loaded.pacedPickup.p99), 1), '≤ 25'],
+    ];
+    console.log(`\nOver ${rounds.length} rounds of the throughput phases:\n`);
+    console.log('| figure | median (range) | target |');
+    console.log('|---|---|---|');
+    for (const row of spreadRows) console.log(`| ${row.join(' | ')} |`);
+  }
+  const report = { tasks: TASKS, warmup: WARMUP, repeat: REPEAT, concurrency: CONCURRENCY, paced: PACED, rate: RATE, backlog: fairness ? BACKLOG : undefined, bare, creates, loaded, raw, rounds, fairness, loginFlood };
   if (args.json) {
     writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`\nwritten to ${args.json}`);
