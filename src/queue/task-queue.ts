@@ -44,12 +44,22 @@ export interface CallbackJobData extends TaskJobData {
 type Trx = Transaction<Database>;
 
 /**
+ * Deliveries a job may lose before any attempt begins: a fetch whose reply a database restart
+ * swallowed, or a heartbeat that lapsed while the database was down. They claim nothing, so they
+ * must not use up the deliveries the task's own attempts need (the job would then fail, and the
+ * task wait for the orphan sweep).
+ */
+const LOST_DELIVERY_SPARE = 2;
+
+/**
  * pg-boss retries are only the transport for our own schedule. Each failed attempt uses one
  * (fail + rescheduled start), and an attempt lost with its worker uses one more to be noticed;
- * the limit leaves room for both so a job always returns while its task still has a decision to make.
+ * the limit leaves room for both so a job always returns while its task still has a decision to
+ * make, and for a few deliveries lost on the way. A spare delivery runs nothing twice: every
+ * claim is fenced by its delivery, and a lost attempt counts against the task's own retries.
  */
 function deliveryLimit(maxRetries: number): number {
-  return 2 * (maxRetries + 1);
+  return 2 * (maxRetries + 1) + LOST_DELIVERY_SPARE;
 }
 
 /**
