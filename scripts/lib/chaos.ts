@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { freePort } from '../../src/main/embedded-postgres.js';
+import { BOSS_SCHEMA } from '../../src/queue/boss.js';
 import { startPrivatePostgres, type PrivatePostgres } from './private-postgres.js';
 import { httpJson, readRequestBody, registerTenant } from './http-json.js';
 import { pollUntil } from './poll.js';
@@ -352,6 +353,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       duplicateActionCalls += Math.max(0, (slack.calls.get(entry.token) ?? 0) - EXPECTED_CALLS[entry.kind]);
       if (entry.kind === 'chain') duplicateActionCalls += Math.max(0, (slack.calls.get(`${entry.token}-next`) ?? 0) - 1);
     }
+    // What a stuck task went through, to find why: its row, its job and its audit trail.
+    const stuckDetails = (
+      await db.query(
+        `select t.id, t.status, t.kind, t.retry_count, t.max_retries, t.claimed_delivery, t.scheduled_for, t.updated_at,
+                (select json_agg(json_build_object('state', j.state, 'retry_count', j.retry_count, 'retry_limit', j.retry_limit,
+                                                   'start_after', j.start_after, 'started_on', j.started_on, 'completed_on', j.completed_on))
+                   from ${BOSS_SCHEMA}.job j where j.data->>'task_id' = t.id::text) as jobs,
+                (select json_agg(l.message order by l.seq) from task_logs l where l.tenant_id = t.tenant_id and l.task_id = t.id) as audit
+           from tasks t where t.status in ('queued', 'in_progress') limit 5`,
+      )
+    ).rows.map((row) => `stuck task: ${JSON.stringify(row)}`);
     const report: ChaosReport = {
       durationSeconds: options.durationSeconds,
       databaseRestarts: options.databaseRestarts,
@@ -376,6 +388,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       samples: [
         ...refused.filter((entry) => entry.ms > 2_000).map((entry) => `create #${entry.index} refused after ${Math.round(entry.ms)} ms (started ${new Date(entry.startedAt).toISOString()})`),
         ...wrong.slice(0, 5),
+        ...stuckDetails,
         ...failedRequests.slice(0, 5).map((entry) => `create #${entry.index} answered ${entry.status || 'nothing'} after ${Math.round(entry.ms)} ms`)],
     };
 
