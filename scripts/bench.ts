@@ -505,9 +505,7 @@ try {
   if (rounds.length > 1) {
     const spread = (values: number[], digits: number) => {
       const sorted = [...values].sort((a, b) => a - b);
-      const middle = sorted.length / 2;
-      const median = sorted.length % 2 ? sorted[Math.floor(middle)]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-      return `${round(median, digits)} (${round(sorted[0]!, digits)}-${round(sorted.at(-1)!, digits)})`;
+      return `${round(percentile(sorted, 50), digits)} (${round(sorted[0]!, digits)}-${round(sorted.at(-1)!, digits)})`;
     };
     const spreadRows: [string, string, string][] = [
       ['task creation vs the bare one-INSERT endpoint (ratio)', spread(rounds.map((r) => r.creates.createsPerSecond / r.bare.createsPerSecond), 2), '≥ 0.8'],

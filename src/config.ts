@@ -168,7 +168,7 @@ export interface Config {
   readonly port: number;
   /** Empty when unset: the entrypoint then decides (issue 5 starts an embedded PostgreSQL). */
   readonly databaseUrl: string;
-  /** Whether long statements run prepared (off behind a transaction-pooling proxy); see db/prepared-statements.ts. */
+  /** Whether the hot statements (ours marked, and pg-boss's) run prepared (off behind a transaction-pooling proxy); see db/prepared-statements.ts. */
   readonly databasePreparedStatements: boolean;
   readonly jwtSecret: string;
   readonly jwtExpireMinutes: number;

@@ -5,7 +5,6 @@ import { createDb, type Db } from '../src/db/client.js';
 import { prepared } from '../src/db/prepared-statements.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
-
 describe('prepared statements', () => {
   let database: TestDatabase;
   let db: Db;

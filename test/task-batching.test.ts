@@ -208,4 +208,3 @@ describe('batched task creation', () => {
     }
   });
 });
-

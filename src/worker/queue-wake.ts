@@ -29,7 +29,7 @@ export interface TenantQueue {
  * listener (off, see createBoss) wakes every idle loop of the queue for each insert: with
  * WORKER_CONCURRENCY loops all but one fetched nothing, and those empty fetches cost PostgreSQL
  * more than the work and delayed the one fetch that mattered. A loop whose fetch came back full
- * wakes the next one (the task runner calls wakeOne), so a burst still reaches every loop; what
+ * wakes the next one (the worker's job handler calls wakeOne), so a burst still reaches every loop; what
  * a notification misses (its connection down, a job coming due) the loops' polling finds.
  *
  * The plain tasks' queue is woken only for a tenant below its cap: a fetch walks past the jobs
