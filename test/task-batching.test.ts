@@ -4,14 +4,14 @@ import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { isDatabaseUnavailable } from '../src/db/availability.js';
-import { createTaskQueue, TASKS_QUEUED_CHANNEL, type TaskQueue } from '../src/queue/task-queue.js';
+import { TASKS_QUEUED_CHANNEL } from '../src/queue/task-queue.js';
 import { AoaSlotTakenError, createTaskCreator, type NewTask } from '../src/tasks/task-creation.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
 import { newChannel, slackPayload, startFakeSlack, type FakeSlack } from './helpers/engine.js';
 import { eventually } from './helpers/poll.js';
 import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
 
-// The batched write path: concurrent creations share one transaction, and still each succeeds or
+// The batched write path: concurrent creations share one statement, and still each succeeds or
 // fails on its own.
 
 let app: TestApp;
@@ -70,8 +70,8 @@ async function storedByTenant(tenantId: string, channel: string) {
 }
 
 describe('batched task creation', () => {
-  test('tasks created at once share one transaction; each gets its own task, job and audit entry', async () => {
-    const creator = createTaskCreator({ db: app.db, queue: createTaskQueue(app.boss), limits: NO_LIMITS, metrics: app.metrics });
+  test('tasks created at once share one statement; each gets its own task, job and audit entry', async () => {
+    const creator = createTaskCreator({ db: app.db, limits: NO_LIMITS, metrics: app.metrics });
     const channel = newChannel('together');
     const results = await createAtOnce(creator, Array.from({ length: 20 }, (_, index) => plainTask(user, channel, index)));
     const tasks = results.map((result) => (result.status === 'fulfilled' ? result.value : assert.fail(String(result.reason))));
@@ -88,7 +88,7 @@ describe('batched task creation', () => {
   });
 
   test('one failing task does not fail its batch-mates', async () => {
-    const creator = createTaskCreator({ db: app.db, queue: createTaskQueue(app.boss), limits: NO_LIMITS, metrics: app.metrics });
+    const creator = createTaskCreator({ db: app.db, limits: NO_LIMITS, metrics: app.metrics });
     const channel = newChannel('one-bad');
     // created_by names no user: the database refuses that row (a foreign key), and only that row.
     const bad: NewTask = { ...plainTask(user, channel, 99), createdBy: randomUUID() };
@@ -118,24 +118,36 @@ describe('batched task creation', () => {
   });
 
   test('a database lost in the middle of a batch fails exactly that batch, as unavailable, and leaves nothing half-written', async () => {
-    const queue = createTaskQueue(app.boss);
-    let connectionsKilled = 0;
-    // The first batch's connection dies between its rows and its jobs, as in a database restart.
-    const dyingOnce: TaskQueue = {
-      ...queue,
-      async enqueue(trx, tasks) {
-        if (connectionsKilled++ === 0) await sql`select pg_terminate_backend(pg_backend_pid())`.execute(trx);
-        return queue.enqueue(trx, tasks);
-      },
-    };
-    const creator = createTaskCreator({ db: app.db, queue: dyingOnce, limits: NO_LIMITS, metrics: app.metrics });
     const channel = newChannel('lost');
+    // The first batch's connection dies after its jobs are in and while its rows go in, as in a
+    // database restart: a trigger on this channel's first row terminates its own backend.
+    await sql`create sequence lost_batch_rows`.execute(app.db);
+    await sql`
+      create function lose_first_batch() returns trigger language plpgsql as $$
+      begin
+        if nextval('lost_batch_rows') = 1 then
+          perform pg_terminate_backend(pg_backend_pid());
+          perform pg_sleep(5);
+        end if;
+        return new;
+      end $$
+    `.execute(app.db);
+    await sql`
+      create trigger lose_first_batch before insert on tasks for each row
+      when (new.payload->>'channel' = ${sql.lit(channel)}) execute function lose_first_batch()
+    `.execute(app.db);
+    const creator = createTaskCreator({ db: app.db, limits: NO_LIMITS, metrics: app.metrics });
     const first = await createAtOnce(creator, [0, 1, 2].map((index) => plainTask(user, channel, index)));
     for (const result of first) {
       assert.equal(result.status, 'rejected');
       assert.ok(isDatabaseUnavailable(result.reason), `answered as unavailable (503): ${String(result.reason)}`);
     }
     assert.deepEqual(await storedByTenant(user.tenantId, channel), [], 'no row of the failed batch was stored');
+    const { rows: jobs } = await sql<{ n: number }>`
+      select count(*)::int as n from pgboss.job where data->>'tenant_id' = ${user.tenantId}
+        and not exists (select 1 from tasks where tasks.id = job.id)
+    `.execute(app.db);
+    assert.equal(jobs[0]!.n, 0, 'no job of the failed batch was stored');
 
     const second = await createAtOnce(creator, [3, 4].map((index) => plainTask(user, channel, index)));
     assert.deepEqual(
@@ -150,7 +162,7 @@ describe('batched task creation', () => {
 
   test('an AOA conflict inside a batch refuses only the second AOA job of that tenant', async () => {
     const other = await registerAndLogin(app, 'batching-aoa');
-    const creator = createTaskCreator({ db: app.db, queue: createTaskQueue(app.boss), limits: NO_LIMITS, metrics: app.metrics });
+    const creator = createTaskCreator({ db: app.db, limits: NO_LIMITS, metrics: app.metrics });
     const channel = newChannel('aoa-mates');
     const results = await createAtOnce(creator, [
       aoaTask(user),
@@ -188,7 +200,7 @@ describe('batched task creation', () => {
     listener.on('notification', (message) => announced.push(message.payload ?? ''));
     await listener.query(`listen ${TASKS_QUEUED_CHANNEL}`);
     try {
-      const creator = createTaskCreator({ db: app.db, queue: createTaskQueue(app.boss), limits: NO_LIMITS, metrics: app.metrics });
+      const creator = createTaskCreator({ db: app.db, limits: NO_LIMITS, metrics: app.metrics });
       const channel = newChannel('announced');
       const due = plainTask(user, channel, 99);
       const later: NewTask = { ...due, body: { ...due.body, delay_seconds: 600 } };

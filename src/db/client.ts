@@ -35,6 +35,12 @@ export function createDb(connectionString: string, options: { max?: number; appl
   // on release, so there is nothing else to do here.
   pool.on('connect', (client) => {
     client.on('error', () => {});
+    // A connection the server ends with a FATAL error (terminated, shutting down) is ended here at
+    // once: its socket closes only a moment later, and meanwhile the pool would lend it again to a
+    // query that could only fail.
+    client.connection.on('errorMessage', (message: { severity?: string }) => {
+      if (message.severity === 'FATAL') client.end().catch(() => {});
+    });
   });
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }

@@ -124,7 +124,6 @@ export function createApp(deps: AppDeps) {
   const idempotency = idempotent(db);
   const creator = createTaskCreator({
     db,
-    queue,
     limits: { ratePerSecond: config.tenantRateLimitPerSecond, maxUnfinished: config.tenantMaxQueuedTasks },
     metrics,
     faultPoint: config.faultInjectionPoint,

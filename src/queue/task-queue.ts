@@ -92,11 +92,6 @@ export async function declareQueues(boss: PgBoss): Promise<void> {
 
 /** The job operations that must commit with a task's state change; each takes the caller's transaction. */
 export interface TaskQueue {
-  /**
-   * Enqueues the tasks' jobs (job id = task id), one statement per queue. Returns the ids it
-   * enqueued: an AOA job whose tenant's exclusive slot is taken is left out.
-   */
-  enqueue(trx: Trx, tasks: readonly TaskRow[]): Promise<Set<string>>;
   cancel(trx: Trx, task: TaskRow): Promise<void>;
   /** Ends the current delivery as failed and holds the job back until `runAt`. */
   retryAt(trx: Trx, task: TaskRow, attempt: JobAttempt, runAt: Date, error: string): Promise<void>;
@@ -161,14 +156,77 @@ const PRIORITY_LEVELS = 21;
  */
 const LOWEST_JOB_PRIORITY = -2_000_000_000;
 
+/** The channel pg-boss notifies when jobs are inserted into a queue created with `notify` (payload: the queue's name). */
+export const BOSS_JOBS_CHANNEL = `pgboss_${createHash('sha224').update(BOSS_SCHEMA).digest('hex').slice(0, 24)}`;
+
+/** How a task's job is delivered, from the task's own settings: the columns insertTaskJobs reads. */
+export function jobDeliverySettings(task: Pick<TaskRow, 'max_retries' | 'timeout_seconds'>) {
+  return {
+    job_retry_limit: deliveryLimit(task.max_retries),
+    job_expire_seconds: task.timeout_seconds
+      ? Math.min(task.timeout_seconds + EXPIRY_MARGIN_SECONDS, MAX_EXPIRY_SECONDS)
+      : UNBOUNDED_ATTEMPT_EXPIRY_SECONDS,
+  };
+}
+
 /**
- * pg-boss fetches the highest priority first, then the oldest. A plain task's job priority is its
- * place in the turn order (see createTasks), and within one place its own priority; an AOA job,
- * one per tenant at a time, has its own priority.
+ * The statement, for a WITH clause, that enqueues the jobs (job id = task id) of tasks being
+ * created, read from the relation `source`, and returns the ids it enqueued: an AOA job whose
+ * tenant's exclusive slot is taken is left out. So a task's row can be inserted only for the jobs
+ * this returns, in the same statement: creating a task is one round trip, with or without a
+ * transaction around it, where pg-boss's insert() would be a statement of its own and so need one.
+ *
+ * It writes the row pg-boss's insert() writes for the same job, the queue's settings included
+ * (test/task-jobs.test.ts compares the two). The statement that holds it also announces the jobs
+ * (announceTaskJobs).
+ *
+ * `source` has the tasks' id, tenant_id, kind, priority, queue_rank, scheduled_for and
+ * jobDeliverySettings. Plain tasks are grouped by tenant, which caps how many of a tenant's tasks
+ * run at once across all workers (the worker's groupConcurrency); AOA jobs hold their tenant's
+ * exclusive slot instead. pg-boss fetches the highest priority first, then the oldest: a plain
+ * task's job priority is its place in the turn order (see createTasks), and within one place its
+ * own priority; an AOA job, one per tenant at a time, has its own priority.
  */
-export function jobPriority(task: TaskRow): number {
-  if (task.queue_rank === null) return task.priority;
-  return Math.max(LOWEST_JOB_PRIORITY, task.priority + 10 - Number(task.queue_rank) * PRIORITY_LEVELS);
+export function insertTaskJobs(source: string) {
+  const task = sql.table(source);
+  return sql<{ id: string }>`
+    insert into ${sql.table(`${BOSS_SCHEMA}.job`)} (
+      id, name, data, priority, start_after, singleton_key, group_id, retry_limit, retry_delay, retry_backoff,
+      retry_delay_max, expire_seconds, heartbeat_seconds, deletion_seconds, keep_until, policy, dead_letter)
+    select task.id, queue.name, jsonb_build_object('task_id', task.id, 'tenant_id', task.tenant_id),
+      case when task.queue_rank is null then task.priority
+           else greatest(${LOWEST_JOB_PRIORITY}::bigint, task.priority + 10 - task.queue_rank * ${PRIORITY_LEVELS})::int end,
+      task.start_after,
+      case when task.kind = 'aoa' then task.tenant_id::text end,
+      case when task.kind = 'task' then task.tenant_id::text end,
+      task.job_retry_limit, 0, queue.retry_backoff, queue.retry_delay_max, task.job_expire_seconds, ${JOB_HEARTBEAT_SECONDS}::int,
+      queue.deletion_seconds, task.start_after + queue.retention_seconds * interval '1 second', queue.policy, queue.dead_letter
+    from (select *, coalesce(scheduled_for, ${sql.raw(`${BOSS_SCHEMA}.job_now()`)}) as start_after from ${task}) as task
+    join ${sql.table(`${BOSS_SCHEMA}.queue`)} queue
+      on queue.name = case task.kind when 'aoa' then ${TASK_QUEUE.aoa} else ${TASK_QUEUE.task} end
+    on conflict do nothing
+    returning id, name, group_id, start_after
+  `;
+}
+
+/**
+ * The query, for a WITH clause the statement's result reads (else it does not run), that
+ * announces the jobs insertTaskJobs enqueued as `enqueued`, sent at commit: plain tasks due now
+ * per tenant (TASKS_QUEUED_CHANNEL: a worker wakes a fetch loop only for a tenant below its cap
+ * of running tasks, see worker/queue-wake.ts), AOA jobs due now as pg-boss announces a notifying
+ * queue's inserts.
+ */
+export function announceTaskJobs(enqueued: string) {
+  const jobs = sql.table(enqueued);
+  return sql`
+    select pg_notify(channel, payload) from (
+      select ${TASKS_QUEUED_CHANNEL}::text as channel, string_agg(distinct group_id, ',') as payload
+      from ${jobs} where name = ${TASK_QUEUE.task} and start_after <= now() having count(*) > 0
+      union all
+      select ${BOSS_JOBS_CHANNEL}::text, ${TASK_QUEUE.aoa}::text
+      from ${jobs} where name = ${TASK_QUEUE.aoa} and start_after <= now() having count(*) > 0
+    ) as announcements
+  `;
 }
 
 /** A callback job for the task: one per tenant group, with deliveries to spare for crashed workers. */
@@ -188,40 +246,8 @@ function deterministicJobId(key: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
-/**
- * A task's job. Plain tasks are grouped by tenant, which caps how many of a tenant's tasks run at
- * once across all workers (the worker's groupConcurrency); AOA jobs hold their tenant's exclusive
- * slot instead.
- */
-function jobFor(task: TaskRow): JobInsert<TaskJobData> {
-  return {
-    id: task.id,
-    data: { task_id: task.id, tenant_id: task.tenant_id },
-    priority: jobPriority(task),
-    ...(task.scheduled_for ? { startAfter: task.scheduled_for.toISOString() } : {}),
-    ...(task.kind === 'aoa' ? { singletonKey: task.tenant_id } : { group: { id: task.tenant_id } }),
-    retryLimit: deliveryLimit(task.max_retries),
-    retryDelay: 0,
-    heartbeatSeconds: JOB_HEARTBEAT_SECONDS,
-    expireInSeconds: task.timeout_seconds
-      ? Math.min(task.timeout_seconds + EXPIRY_MARGIN_SECONDS, MAX_EXPIRY_SECONDS)
-      : UNBOUNDED_ATTEMPT_EXPIRY_SECONDS,
-  };
-}
-
 export function createTaskQueue(boss: PgBoss): TaskQueue {
   return {
-    async enqueue(trx, tasks) {
-      const enqueued = new Set<string>();
-      for (const kind of ['task', 'aoa'] as const) {
-        const jobs = tasks.filter((task) => task.kind === kind).map(jobFor);
-        if (jobs.length === 0) continue;
-        const ids = await boss.insert(TASK_QUEUE[kind], jobs, { db: fromKysely(trx), returnId: true });
-        for (const id of ids ?? []) enqueued.add(id);
-      }
-      return enqueued;
-    },
-
     async cancel(trx, task) {
       await boss.cancel(TASK_QUEUE[task.kind], task.id, { db: fromKysely(trx) });
     },

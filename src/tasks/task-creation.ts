@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import { isDatabaseUnavailable } from '../db/availability.js';
 import type { Db } from '../db/client.js';
 import { prepared } from '../db/prepared-statements.js';
@@ -7,7 +7,7 @@ import type { Database, TaskKind, TaskRow } from '../db/schema.js';
 import { injectFault, type FaultPoint } from '../lib/fault-injection.js';
 import { createWriteBuffer, writeEachAloneOnFailure, type Settled } from '../lib/write-buffer.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { TASKS_QUEUED_CHANNEL, type TaskQueue } from '../queue/task-queue.js';
+import { announceTaskJobs, insertTaskJobs, jobDeliverySettings } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
 import { createTaskQuotas, type CreationLimits } from './task-quotas.js';
 import { MAX_PRIORITY, MIN_PRIORITY, type TaskBody } from './tasks.schemas.js';
@@ -38,10 +38,10 @@ export class AoaSlotTakenError extends Error {
 export type Created = TaskRow | AoaSlotTakenError;
 
 /**
- * The one place a task comes into being: its row, its audit entries and its job, all in the
- * caller's transaction, for any number of tasks of any tenants at once. Three statements whatever
- * the count: one inserts the rows with their audit entries, one per queue inserts the jobs.
- * An AOA job refused by its tenant's exclusive slot takes its row back out, in the same transaction.
+ * The one place a task comes into being: its row, its audit entries and its job, for any number
+ * of tasks of any tenants at once, in one statement, so they commit together whether or not the
+ * caller holds a transaction (the API's creations need none: one round trip per batch). An AOA
+ * job refused by its tenant's exclusive slot is not enqueued, and then its task is not written.
  *
  * A plain task gets its turn here (queue_rank, which with its priority makes its job's
  * priority; see jobPriority): the turn after its tenant's last queued task of the same or a
@@ -55,7 +55,7 @@ export type Created = TaskRow | AoaSlotTakenError;
  * higher priority runs first. (Those tasks then share a turn, so a tenant's urgent tasks may run
  * several in a row; the cap on its running tasks still bounds what it takes from the others.)
  */
-export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, tasks: readonly NewTask[]): Promise<Created[]> {
+export async function createTasks(db: Kysely<Database> | Transaction<Database>, tasks: readonly NewTask[]): Promise<Created[]> {
   if (tasks.length === 0) return [];
   const input = tasks.map((task, ordinal) => ({
     id: randomUUID(),
@@ -72,6 +72,7 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
     delay_seconds: task.body.delay_seconds ?? null,
     created_by: task.createdBy,
     retry_of: task.retryOf ?? null,
+    ...jobDeliverySettings({ max_retries: task.body.max_retries ?? 0, timeout_seconds: task.body.timeout_seconds ?? null }),
     messages: [
       task.parentId ? audit.createdByChain(task.parentId) : audit.created(task.createdBy, task.tenantId),
       ...(task.retryOf ? [audit.retryOf(task.retryOf)] : []),
@@ -85,7 +86,7 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
       select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(
         id uuid, ordinal int, tenant_id uuid, kind text, payload jsonb, callback_url text, max_retries int,
         priority int, timeout_seconds int, on_success_next_task jsonb, run_at timestamptz, delay_seconds int,
-        created_by uuid, retry_of uuid, messages text[])
+        created_by uuid, retry_of uuid, job_retry_limit int, job_expire_seconds int, messages text[])
     ),
     -- Where each tenant's turns start, per priority its plain tasks of this batch have: after its
     -- last due queued task of the same or a higher priority, else at the head of the whole queue;
@@ -121,17 +122,19 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
       select input.*, case when input.kind = 'task' then least(
         turns.next_rank + row_number() over (partition by input.tenant_id, input.kind, input.priority order by input.ordinal) - 1,
         turns.lower_rank
-      ) end as queue_rank
+      ) end as queue_rank,
+      date_trunc('milliseconds', coalesce(input.run_at, case when input.delay_seconds > 0 then now() + make_interval(secs => input.delay_seconds) end)) as scheduled_for
       from input
       left join turns on turns.tenant_id = input.tenant_id and turns.priority = input.priority
     ),
+    enqueued as (${insertTaskJobs('ranked')}),
+    -- Only tasks whose job was enqueued: reading enqueued makes the jobs go in first.
     inserted as (
       insert into tasks (id, tenant_id, kind, payload, callback_url, max_retries, priority, queue_rank, timeout_seconds,
                          on_success_next_task, scheduled_for, created_by, retry_of)
       select id, tenant_id, kind, payload, callback_url, max_retries, priority, queue_rank, timeout_seconds, on_success_next_task,
-             date_trunc('milliseconds', coalesce(run_at, case when delay_seconds > 0 then now() + make_interval(secs => delay_seconds) end)),
-             created_by, retry_of
-      from ranked order by ordinal
+             scheduled_for, created_by, retry_of
+      from ranked where id in (select id from enqueued) order by ordinal
       returning *
     ),
     audited as (
@@ -150,48 +153,30 @@ export async function createTasks(trx: Transaction<Database>, queue: TaskQueue, 
       insert into task_logs (task_id, tenant_id, message)
       select retry_of, tenant_id, ${audit.retriedAsPrefix}::text || id from inserted where retry_of is not null
     ),
-    -- Which tenants now have plain tasks to run: a worker wakes a fetch loop only for a tenant
-    -- below its cap of running tasks (worker/queue-wake.ts). Sent at commit, like the jobs'.
-    announced as (
-      select pg_notify(${TASKS_QUEUED_CHANNEL}::text, string_agg(distinct tenant_id::text, ','))
-      from inserted where kind = 'task' and (scheduled_for is null or scheduled_for <= now())
-      having count(*) > 0
-    )
+    announced as (${announceTaskJobs('enqueued')})
     -- Reading announced is what makes it run.
     select * from inserted where (select count(*) from announced) >= 0
-  `.execute(trx);
+  `.execute(db);
   const byId = new Map(rows.map((row) => [row.id, row]));
-  const stored = input.map((task) => byId.get(task.id)!);
-  const enqueued = await queue.enqueue(trx, stored);
-  const refused = stored.filter((task) => !enqueued.has(task.id));
-  if (refused.some((task) => task.kind !== 'aoa')) throw new Error('The task queue refused a job');
-  if (refused.length > 0) {
-    const ids = refused.map((task) => task.id);
-    const tenantIds = refused.map((task) => task.tenant_id);
-    await sql`
-      with refused as (select * from unnest(${tenantIds}::uuid[], ${ids}::uuid[]) as x(tenant_id, id)),
-      logs as (
-        delete from task_logs using refused, tasks
-        where tasks.tenant_id = refused.tenant_id and tasks.id = refused.id and task_logs.tenant_id = refused.tenant_id
-          and (task_logs.task_id = refused.id
-               or (task_logs.task_id = tasks.retry_of and task_logs.message = ${audit.retriedAsPrefix}::text || refused.id))
-      )
-      delete from tasks using refused where tasks.tenant_id = refused.tenant_id and tasks.id = refused.id
-    `.execute(trx);
-  }
-  return stored.map((task) => (enqueued.has(task.id) ? task : new AoaSlotTakenError(task.tenant_id)));
+  return input.map((task) => {
+    const stored = byId.get(task.id);
+    if (stored) return stored;
+    // Plain tasks' queue takes every job; only an AOA job can find its slot taken.
+    if (task.kind !== 'aoa') throw new Error('The task queue refused a job');
+    return new AoaSlotTakenError(task.tenant_id);
+  });
 }
 
-/** Most tasks one creation transaction takes from the API's requests in flight. */
+/** Most tasks one creation statement takes from the API's requests in flight. */
 const CREATION_BATCH_MAX = 64;
-/** Creation transactions in flight at once; more requests wait (at most CREATION_BATCH_WAIT_MS) to join the next. */
+/** Creation statements in flight at once; more requests wait (at most CREATION_BATCH_WAIT_MS) to join the next. */
 const CREATION_FLUSHES = 2;
 const CREATION_BATCH_WAIT_MS = 2;
 
 export interface TaskCreator {
-  /** Creates one task, in a transaction shared with the other requests in flight. Throws AoaSlotTakenError. */
+  /** Creates one task, in a statement shared with the other requests in flight. Throws AoaSlotTakenError. */
   create(task: NewTask): Promise<TaskRow>;
-  /** Creates one tenant's plain tasks all together in one transaction, or none of them. */
+  /** Creates one tenant's plain tasks all together in one statement, or none of them. */
   createAll(tenantId: string, tasks: readonly NewTask[]): Promise<TaskRow[]>;
 }
 
@@ -199,20 +184,19 @@ export interface TaskCreator {
  * Creation for the API: concurrent requests are written together (see createWriteBuffer), after
  * the tenants' creation limits admit them (see createTaskQuotas); a refused request fails alone,
  * with 429. A batch the database refuses as a whole for any reason but its absence is written
- * again one task per transaction, so one task's conflict fails only its own request; an
+ * again one task per statement, so one task's conflict fails only its own request; an
  * unavailable database fails exactly the requests of that batch.
  */
 export function createTaskCreator(deps: {
   db: Db;
-  queue: TaskQueue;
   limits: CreationLimits;
   metrics: Metrics;
   faultPoint?: FaultPoint | undefined;
 }): TaskCreator {
-  const { db, queue, metrics } = deps;
+  const { db, metrics } = deps;
   const quotas = createTaskQuotas(db, deps.limits);
   const write = async (tasks: NewTask[]): Promise<Created[]> => {
-    const created = await db.transaction().execute((trx) => createTasks(trx, queue, tasks));
+    const created = await createTasks(db, tasks);
     injectFault(deps.faultPoint, 'after-create-commit');
     metrics.tasksCreated(created.filter((task): task is TaskRow => !(task instanceof AoaSlotTakenError)));
     return created;

@@ -145,7 +145,6 @@ export function createTaskExecution(deps: {
       const parents = finished.filter((task) => task.on_success_next_task);
       const children = await createTasks(
         trx,
-        queue,
         parents.map((parent) => ({
           tenantId: parent.tenant_id,
           body: parent.on_success_next_task as TaskBody,

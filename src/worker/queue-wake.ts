@@ -1,10 +1,6 @@
-import { createHash } from 'node:crypto';
 import type { PgBoss } from 'pg-boss';
 import type { Notifications } from '../db/notifications.js';
-import { BOSS_SCHEMA } from '../queue/boss.js';
-
-/** The channel pg-boss notifies when jobs are inserted into a queue created with `notify` (payload: the queue's name). */
-const bossChannel = (schema: string) => `pgboss_${createHash('sha224').update(schema).digest('hex').slice(0, 24)}`;
+import { BOSS_JOBS_CHANNEL } from '../queue/task-queue.js';
 
 export interface QueueWake {
   /**
@@ -49,7 +45,7 @@ export function startQueueWake(boss: PgBoss, notifications: Notifications, queue
     rotations.set(queue, (chosen + 1) % loops.length);
     boss.notifyWorker(loops[chosen]!.id);
   };
-  const unsubscribeQueues = notifications.subscribe(bossChannel(BOSS_SCHEMA), (queue) => {
+  const unsubscribeQueues = notifications.subscribe(BOSS_JOBS_CHANNEL, (queue) => {
     if (queues.includes(queue)) wakeOne(queue);
   });
   const unsubscribeTenants = notifications.subscribe(tenantQueue.channel, (tenantIds) => {
