@@ -67,8 +67,8 @@ export function eventRoutes(
         [
           "A `text/event-stream` of every change to the tenant's tasks, made by any API or worker process. Each event has an `id`,",
           'an `event` (`task.created`, `task.started`, `task.succeeded`, `task.failed` (final), `task.retry_scheduled` (a failed',
-          'attempt that will be retried), `task.canceled`, or `task.deleted` for a task taken back in the transaction that created',
-          'it) and as `data` the task as `GET /api/v1/tasks/{id}` shows it (a task too large for a notification is read when it is',
+          'attempt that will be retried), `task.canceled`, or `task.deleted` for an unfinished task deleted outside the service, e.g.',
+          'by an operator) and as `data` the task as `GET /api/v1/tasks/{id}` shows it (a task too large for a notification is read when it is',
           'sent, and so shows its state at that time; a deleted task is `{"id": …}`). Event ids are unique but not ascending: order',
           'is arrival order.',
         ],
