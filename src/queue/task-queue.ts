@@ -101,9 +101,8 @@ export interface TaskQueue {
    */
   resumeAt(trx: Trx, task: TaskRow, attempt: JobAttempt, runAt: Date): Promise<void>;
   /**
-   * Completes the jobs of tasks that reached a final state, in that state change's transaction.
-   * pg-boss would only settle it once the whole fetched batch is done, so an AOA slot would
-   * outlive its finished task by a batch-mate's run.
+   * Completes the jobs of tasks that failed for good, in that state change's transaction, for
+   * the reason completeTaskJobs gives (which successes use, inside their one statement).
    */
   complete(trx: Trx, finished: readonly { task: TaskRow; attempt: JobAttempt }[]): Promise<void>;
   /** Enqueues the tasks' callbacks, each in its tenant's group (callbacks are limited per tenant, see the worker). */
@@ -226,6 +225,25 @@ export function announceTaskJobs(enqueued: string) {
       select ${BOSS_JOBS_CHANNEL}::text, ${TASK_QUEUE.aoa}::text
       from ${jobs} where name = ${TASK_QUEUE.aoa} and start_after <= now() having count(*) > 0
     ) as announcements
+  `;
+}
+
+/**
+ * The statement, for a WITH clause, that completes the jobs of tasks that just finished, read from
+ * the relation `source` (their id, kind and claimed_delivery): each job only while the delivery
+ * that finished its task still holds it (pg-boss's attempt fence), as pg-boss's complete() does
+ * (test/task-jobs.test.ts compares the two). So a task's final state and its job's completion are
+ * one statement: pg-boss would only settle the job once the whole fetched batch is done, so an AOA
+ * slot would outlive its finished task by a batch-mate's run, and its complete() is a statement of
+ * its own.
+ */
+export function completeTaskJobs(source: string) {
+  return sql`
+    update ${sql.table(`${BOSS_SCHEMA}.job`)} as job
+    set completed_on = ${sql.raw(`${BOSS_SCHEMA}.job_now()`)}, state = 'completed', output = null
+    from ${sql.table(source)} as task
+    where job.name = case task.kind when 'aoa' then ${TASK_QUEUE.aoa} else ${TASK_QUEUE.task} end and job.id = task.id
+      and job.state = 'active' and job.retry_count = task.claimed_delivery
   `;
 }
 

@@ -4,7 +4,8 @@ import type { Config } from '../config.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Db } from '../db/client.js';
 import { injectFault } from '../lib/fault-injection.js';
-import type { TaskRow } from '../db/schema.js';
+import type { Transaction } from 'kysely';
+import type { Database, TaskRow } from '../db/schema.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
 import { AoaSlotTakenError, createTasks } from './task-creation.js';
@@ -18,9 +19,10 @@ export interface Delivery {
   attempt: JobAttempt;
 }
 
-/** A delivery whose action succeeded, with what it produced. */
+/** A delivery whose action succeeded, with its task as claimed and what the action produced. */
 export interface Success {
   delivery: Delivery;
+  task: TaskRow;
   outcome: ActionOutcome;
 }
 
@@ -122,49 +124,54 @@ export function createTaskExecution(deps: {
   }
 
   /**
-   * in_progress → success for several deliveries in one transaction: the rows with their audit
-   * entries, the jobs' completions, the chained tasks (created and enqueued) and the callbacks.
-   * A delivery that no longer holds its attempt (canceled, or recorded by another) changes nothing.
+   * in_progress → success for several deliveries: the rows with their audit entries and the jobs'
+   * completions in one statement, and in the same transaction the chained tasks (created and
+   * enqueued) and the callbacks of those that have them. A delivery that no longer holds its
+   * attempt (canceled, or recorded by another) changes nothing.
    */
   async function succeedMany(successes: readonly Success[]): Promise<void> {
-    const recorded = await db.transaction().execute(async (trx) => {
-      const finished = await recordSuccesses(
-        trx,
-        successes.map(({ delivery, outcome }) => ({
-          tenantId: delivery.tenantId,
-          taskId: delivery.taskId,
-          delivery: delivery.attempt.retryCount,
-          result: outcome.result,
-          messages: outcome.audit,
-        })),
-        audit.chaining,
-      );
-      if (finished.length === 0) return { finished, children: [] };
-      const attemptOf = new Map(successes.map(({ delivery }) => [delivery.taskId, delivery.attempt]));
-      await queue.complete(trx, finished.map((task) => ({ task, attempt: attemptOf.get(task.id)! })));
-      const parents = finished.filter((task) => task.on_success_next_task);
-      const children = await createTasks(
-        trx,
-        parents.map((parent) => ({
-          tenantId: parent.tenant_id,
-          body: parent.on_success_next_task as TaskBody,
-          kind: 'task' as const,
-          createdBy: parent.created_by,
-          parentId: parent.id,
-        })),
-      );
-      injectFault(config.faultInjectionPoint, 'during-chaining');
-      const links = parents.map((parent, index) => {
-        const child = children[index];
-        if (!child || child instanceof AoaSlotTakenError) throw new Error('The task queue refused a chained job');
-        return { tenantId: parent.tenant_id, taskId: parent.id, nextTaskId: child.id, message: audit.chained(child.id) };
-      });
-      const linked = new Map((await linkNextTasks(trx, links)).map((task) => [task.id, task]));
-      await queue.enqueueCallbacks(trx, finished.map((task) => linked.get(task.id) ?? task));
-      return { finished, children: children as TaskRow[] };
-    });
+    const succeeded = successes.map(({ delivery, outcome }) => ({
+      tenantId: delivery.tenantId,
+      taskId: delivery.taskId,
+      delivery: delivery.attempt.retryCount,
+      result: outcome.result,
+      messages: outcome.audit,
+    }));
+    // A task's follow-ups are fixed when it is created: without any, one statement is the whole
+    // success, and needs no transaction around it.
+    const followedUp = successes.some(({ task }) => task.on_success_next_task !== null || task.callback_url !== null);
+    const recorded = followedUp
+      ? await db.transaction().execute(async (trx) => {
+          const finished = await recordSuccesses(trx, succeeded, audit.chaining);
+          return { finished, children: await recordFollowUps(trx, finished) };
+        })
+      : { finished: await recordSuccesses(db, succeeded, audit.chaining), children: [] };
     metrics.tasksFinished('succeeded', recorded.finished);
     metrics.tasksCreated(recorded.children);
+  }
+
+  /** The chained tasks and the callbacks of tasks that just succeeded, in their transaction; returns the chained tasks. */
+  async function recordFollowUps(trx: Transaction<Database>, finished: readonly TaskRow[]): Promise<TaskRow[]> {
+    const parents = finished.filter((task) => task.on_success_next_task);
+    const children = await createTasks(
+      trx,
+      parents.map((parent) => ({
+        tenantId: parent.tenant_id,
+        body: parent.on_success_next_task as TaskBody,
+        kind: 'task' as const,
+        createdBy: parent.created_by,
+        parentId: parent.id,
+      })),
+    );
+    injectFault(config.faultInjectionPoint, 'during-chaining');
+    const links = parents.map((parent, index) => {
+      const child = children[index];
+      if (!child || child instanceof AoaSlotTakenError) throw new Error('The task queue refused a chained job');
+      return { tenantId: parent.tenant_id, taskId: parent.id, nextTaskId: child.id, message: audit.chained(child.id) };
+    });
+    const linked = new Map((await linkNextTasks(trx, links)).map((task) => [task.id, task]));
+    await queue.enqueueCallbacks(trx, finished.map((task) => linked.get(task.id) ?? task));
+    return children as TaskRow[];
   }
 
   return {

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { prepared } from '../db/prepared-statements.js';
+import { completeTaskJobs } from '../queue/task-queue.js';
 import type { Database, TaskKind, TaskRow, TaskStatus } from '../db/schema.js';
 import type { TaskPosition } from './task-cursor.js';
 import { TASK_STATUSES } from './task-listing.schemas.js';
@@ -411,8 +412,8 @@ export interface SucceededTask extends DeliveredTask {
 
 /**
  * in_progress → success with the actions' audit entries (and `chainingMessage` for a task that
- * chains), in one statement for a batch; only for the deliveries that still hold their attempts.
- * Returns the tasks it finished.
+ * chains) and the completion of their jobs, in one statement for a batch; only for the deliveries
+ * that still hold their attempts. Returns the tasks it finished.
  */
 export async function recordSuccesses(db: Kysely<Database>, tasks: readonly SucceededTask[], chainingMessage: string): Promise<TaskRow[]> {
   if (tasks.length === 0) return [];
@@ -444,7 +445,8 @@ export async function recordSuccesses(db: Kysely<Database>, tasks: readonly Succ
         input.messages || case when finished.on_success_next_task is null then '{}'::text[] else array[${chainingMessage}::text] end
       ) with ordinality as entry(message, position)
       order by input.ordinal, entry.position
-    )
+    ),
+    completed as (${completeTaskJobs('finished')})
     select * from finished
   `.execute(db);
   return rows;

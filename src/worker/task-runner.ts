@@ -58,7 +58,7 @@ export interface TaskRunnerDeps {
 
 /** Most successes (or audit entries) one statement writes; they are written together as their actions produce them. */
 const SUCCESS_BATCH_MAX = 64;
-/** Success transactions in flight at once; more successes wait (at most SUCCESS_BATCH_WAIT_MS) to join the next. */
+/** Success statements (or transactions) in flight at once; more successes wait (at most SUCCESS_BATCH_WAIT_MS) to join the next. */
 const SUCCESS_FLUSHES = 2;
 const SUCCESS_BATCH_WAIT_MS = 2;
 
@@ -162,7 +162,7 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
       log.debug('attempt waits', { seconds: outcome.waitSeconds });
       return;
     }
-    await successes.write({ delivery, outcome });
+    await successes.write({ delivery, task, outcome });
     log.debug('attempt succeeded');
   }
 
