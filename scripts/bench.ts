@@ -2,7 +2,7 @@
  * Benchmark: AutonomOS next to its references, measured in one run on one machine, printed as a
  * table of figures with their ratios and targets, and written as JSON with --json FILE.
  *
- *   npm run bench -- [--tasks 2000] [--warmup 1000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--json FILE]
+ *   npm run bench -- [--tasks 2000] [--warmup 1000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--idle] [--json FILE]
  *
  * The API and the worker run as separate processes, compiled as `npm run api` and `npm run worker`
  * run them (NODE_ENV=production) against a fresh database per phase and a local fake Slack that answers at
@@ -26,6 +26,8 @@
  * - login flood (--login-flood): GET /api/v1/tasks/{id} latency, 4 in flight, alone and while 50
  *   clients keep sending wrong-password sign-ins (the failure limit off, so every one reaches
  *   the password hashing and its bounded line).
+ * - idle (--idle): the CPU an idle worker, and PostgreSQL beside it, use while nothing is queued
+ *   (its polls, heartbeats and maintenance), as a share of one core.
  * The RSS of the API and worker processes is sampled throughout.
  */
 import { execFileSync } from 'node:child_process';
@@ -53,6 +55,7 @@ const { values: args } = parseArgs({
     fairness: { type: 'boolean', default: false },
     backlog: { type: 'string', default: '10000' },
     'login-flood': { type: 'boolean', default: false },
+    idle: { type: 'boolean', default: false },
     json: { type: 'string' },
   },
 });
@@ -72,6 +75,9 @@ const FAIRNESS_GAP_MS = 100;
 const FLOOD_CLIENTS = 50;
 const FLOOD_READS = 1_000;
 const FLOOD_READERS = 4;
+/** The idle phase: the worker settles for this long after starting, then is measured for as long again twice. */
+const IDLE_SETTLE_MS = 15_000;
+const IDLE_MEASURE_MS = 30_000;
 /** Where the raw pg-boss reference lives, apart from AutonomOS's own schema. */
 const RAW_SCHEMA = 'pgboss_bench';
 const RAW_QUEUE = 'bench-raw';
@@ -448,6 +454,21 @@ async function benchLoginFlood(databaseUrl: string, slackUrl: string) {
   }
 }
 
+/** An idle worker's CPU and PostgreSQL's beside it, in percent of one core, once it has settled. */
+async function benchIdle(databaseUrl: string, slackUrl: string) {
+  const service = await startService(databaseUrl, slackUrl, true);
+  try {
+    await sleep(IDLE_SETTLE_MS);
+    const pid = service.worker!.child.pid!;
+    const start = { worker: cpuSeconds(pid), postgres: postgresCpuSeconds() };
+    await sleep(IDLE_MEASURE_MS);
+    const percentOfCore = (seconds: number) => round((seconds * 100_000) / IDLE_MEASURE_MS, 2);
+    return { workerCorePercent: percentOfCore(cpuSeconds(pid) - start.worker), postgresCorePercent: percentOfCore(postgresCpuSeconds() - start.postgres) };
+  } finally {
+    await stopAll([service.api, service.worker!]);
+  }
+}
+
 // The service runs compiled, with the heap flags of the npm scripts and the image.
 execFileSync('npm', ['run', 'build', '--silent'], { cwd: new URL('..', import.meta.url).pathname, stdio: 'inherit' });
 const slack = await startFakeSlack();
@@ -465,6 +486,7 @@ try {
   const { bare, creates, loaded, raw } = rounds[0]!;
   const fairness = args.fairness ? await withDatabase((url) => benchFairness(url, slack.url)) : undefined;
   const loginFlood = args['login-flood'] ? await withDatabase((url) => benchLoginFlood(url, slack.url)) : undefined;
+  const idle = args.idle ? await withDatabase((url) => benchIdle(url, slack.url)) : undefined;
 
   const cpuRow = (cpu: { serviceMs: number; perProcessMs: number[]; postgresMs: number; clientMs: number }) =>
     `${cpu.serviceMs}${cpu.perProcessMs.length > 1 ? ` (${cpu.perProcessMs.join(' + ')})` : ''}, ${cpu.postgresMs}, ${cpu.clientMs}`;
@@ -494,6 +516,9 @@ try {
           ],
         ] as [string, string, string, string, string][])
       : []),
+    ...(idle
+      ? ([['an idle worker (CPU, % of one core): worker, PostgreSQL', `${idle.workerCorePercent}, ${idle.postgresCorePercent}`, '', '', '']] as [string, string, string, string, string][])
+      : []),
     ['memory (peak RSS, MB)', `API ${round(Math.max(creates.apiRssMb, loaded.apiRssMb), 0)}, worker ${round(loaded.workerRssMb, 0)}${fairness ? `, worker after the backlog ${round(fairness.workerRssAfterMb, 0)} (peak ${round(fairness.workerRssPeakMb, 0)})` : ''}`, '', '', '≤ 200 each'],
   ];
   console.log(
@@ -519,7 +544,7 @@ try {
     console.log('|---|---|---|');
     for (const row of spreadRows) console.log(`| ${row.join(' | ')} |`);
   }
-  const report = { tasks: TASKS, warmup: WARMUP, repeat: REPEAT, concurrency: CONCURRENCY, paced: PACED, rate: RATE, backlog: fairness ? BACKLOG : undefined, bare, creates, loaded, raw, rounds, fairness, loginFlood };
+  const report = { tasks: TASKS, warmup: WARMUP, repeat: REPEAT, concurrency: CONCURRENCY, paced: PACED, rate: RATE, backlog: fairness ? BACKLOG : undefined, bare, creates, loaded, raw, rounds, fairness, loginFlood, idle };
   if (args.json) {
     writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`\nwritten to ${args.json}`);
