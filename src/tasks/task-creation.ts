@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { isDatabaseUnavailable } from '../db/availability.js';
 import type { Db } from '../db/client.js';
 import { prepared } from '../db/prepared-statements.js';
@@ -44,7 +44,7 @@ export type Created = TaskRow | AoaSlotTakenError;
  * job refused by its tenant's exclusive slot is not enqueued, and then its task is not written.
  *
  * A plain task gets its turn here (queue_rank, which with its priority makes its job's
- * priority; see jobPriority): the turn after its tenant's last queued task of the same or a
+ * priority; see insertTaskJobs): the turn after its tenant's last queued task of the same or a
  * higher priority, or, when the tenant has none, the turn at the head of the whole queue. So
  * tenants take turns: a tenant's n-th queued task comes after every other tenant's n-th, whatever
  * the order they were sent in, and a tenant arriving behind another's backlog starts at once.
@@ -55,7 +55,7 @@ export type Created = TaskRow | AoaSlotTakenError;
  * higher priority runs first. (Those tasks then share a turn, so a tenant's urgent tasks may run
  * several in a row; the cap on its running tasks still bounds what it takes from the others.)
  */
-export async function createTasks(db: Kysely<Database> | Transaction<Database>, tasks: readonly NewTask[]): Promise<Created[]> {
+export async function createTasks(db: Kysely<Database>, tasks: readonly NewTask[]): Promise<Created[]> {
   if (tasks.length === 0) return [];
   const input = tasks.map((task, ordinal) => ({
     id: randomUUID(),

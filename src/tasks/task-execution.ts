@@ -1,10 +1,10 @@
+import type { Transaction } from 'kysely';
 import type { JobAttempt } from 'pg-boss';
 import type { ActionOutcome } from '../actions/action.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Db } from '../db/client.js';
 import { injectFault } from '../lib/fault-injection.js';
-import type { Transaction } from 'kysely';
 import type { Database, TaskRow } from '../db/schema.js';
 import type { TaskQueue } from '../queue/task-queue.js';
 import { audit } from './audit-messages.js';
