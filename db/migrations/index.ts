@@ -11,6 +11,7 @@ import * as tenantIntegrations from './0009_tenant_integrations.js';
 import * as delay from './0010_delay.js';
 import * as slackIntegrationChanges from './0011_slack_integration_changes.js';
 import * as queueTurnIndex from './0012_queue_turn_index.js';
+import * as queueHeadIndex from './0013_queue_head_index.js';
 
 /** Every migration, in order. Listed statically so the compiled image needs no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -26,4 +27,5 @@ export const migrations: Record<string, Migration> = {
   '0010_delay': delay,
   '0011_slack_integration_changes': slackIntegrationChanges,
   '0012_queue_turn_index': queueTurnIndex,
+  '0013_queue_head_index': queueHeadIndex,
 };

@@ -104,8 +104,10 @@ export async function createTasks(db: Kysely<Database>, tasks: readonly NewTask[
                and queued.status = 'queued' and queued.kind = 'task' and (queued.scheduled_for is null or queued.scheduled_for <= now())
              order by queued.queue_rank desc limit 1
            ) as last),
+          -- queue_rank is not null: only this query may read tasks_queue_head_idx (migration 0013).
           (select min(queued.queue_rank) from tasks queued
-           where queued.status = 'queued' and queued.kind = 'task' and (queued.scheduled_for is null or queued.scheduled_for <= now())),
+           where queued.status = 'queued' and queued.kind = 'task' and queued.queue_rank is not null
+             and (queued.scheduled_for is null or queued.scheduled_for <= now())),
           0
         ) as next_rank,
         (select min(first.queue_rank)
