@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { Kysely, PostgresDialect, sql, type CompiledQuery } from 'kysely';
-import pg from 'pg';
+import { sql } from 'kysely';
 import * as v from 'valibot';
-import type { Database, TaskKind, TaskStatus } from '../src/db/schema.js';
+import type { TaskKind, TaskStatus } from '../src/db/schema.js';
 import { encodeCursor } from '../src/tasks/task-cursor.js';
 import { createTaskListing, EXAMINED_PER_PAGE } from '../src/tasks/task-listing.js';
 import { TaskListQuery } from '../src/tasks/task-listing.schemas.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
+import { explainingDb, planNodes, type PlanNode } from './helpers/plans.js';
 import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
 
 // GET /api/v1/tasks and /api/v1/tasks/stats. No worker: every task's state is the one the test
@@ -442,25 +442,13 @@ describe('a tenant with 50,000 tasks', () => {
     await sql`analyze tasks`.execute(app.db);
   });
 
-  /** A plan node as EXPLAIN (ANALYZE, FORMAT JSON) gives it. */
-  interface PlanNode {
-    'Node Type': string;
-    'Relation Name'?: string;
-    'Index Name'?: string;
-    'Actual Rows': number;
-    'Actual Loops': number;
-    Plans?: PlanNode[];
-  }
-
-  const nodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-
   /**
    * The page reads the tasks table through the listing index only, and no node of its plan (no
    * sort in particular) handles more rows than `examined` tasks of each of the five statuses:
    * nothing in it grows with the tenant's tasks.
    */
   function assertBoundedPlan(plan: PlanNode, examined: number) {
-    const all = nodes(plan);
+    const all = planNodes(plan);
     const taskScans = all.filter((node) => node['Relation Name'] === 'tasks');
     assert.ok(taskScans.length > 0, 'the plan reads tasks');
     for (const scan of taskScans) {
@@ -475,20 +463,12 @@ describe('a tenant with 50,000 tasks', () => {
 
   test('a page reads about a page of the listing index, with or without filters', async (t) => {
     // The listing's own SQL, as the service runs it, captured to be explained with its parameters.
-    const pool = new pg.Pool({ connectionString: app.database.url, max: 1 });
-    const captured: CompiledQuery[] = [];
-    const logged = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool }),
-      log: (event) => void (event.level === 'query' && captured.push(event.query)),
-    });
-    const listing = createTaskListing(logged);
+    const logged = explainingDb(app.database.url);
+    const listing = createTaskListing(logged.db);
     const auth = { tenantId: user.tenantId, userId: user.userId, role: 'viewer' as const };
     const explain = async (query: Record<string, string | string[]>) => {
       const page = await listing.list(auth, v.parse(TaskListQuery, query));
-      const { sql: text, parameters } = captured.at(-1)!;
-      const { rows } = await pool.query(`explain (analyze, format json) ${text}`, [...parameters]);
-      const [{ Plan: plan, 'Execution Time': milliseconds }] = rows[0]['QUERY PLAN'];
-      return { page, plan: plan as PlanNode, milliseconds: milliseconds as number };
+      return { page, ...(await logged.explainLast()) };
     };
     try {
       const first = await explain({});
