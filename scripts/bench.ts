@@ -12,7 +12,7 @@
  * measures them cold. Before each measurement the phase's database is vacuumed, analysed and
  * checkpointed (settleDatabase). With `--repeat N` the four throughput phases run N rounds (fresh
  * databases each) and the key figures are also given as the median and range over the rounds: on
- * this kind of machine one run's ratio moves by ±0.1. Phases:
+ * this kind of machine one round's ratio moves by up to ±0.25. Phases:
  * - bare: the floor for creation, a node http + pg server doing one INSERT per request
  *   (scripts/lib/bare-insert-server.ts), `--tasks` requests with `--concurrency` in flight;
  * - creates: the same load on POST /api/v1/tasks with no worker running;
@@ -75,7 +75,7 @@ const FAIRNESS_GAP_MS = 100;
 const FLOOD_CLIENTS = 50;
 const FLOOD_READS = 1_000;
 const FLOOD_READERS = 4;
-/** The idle phase: the worker settles for this long after starting, then is measured for as long again twice. */
+/** The idle phase: the worker settles for IDLE_SETTLE_MS after starting, then its CPU is measured over IDLE_MEASURE_MS. */
 const IDLE_SETTLE_MS = 15_000;
 const IDLE_MEASURE_MS = 30_000;
 /** Where the raw pg-boss reference lives, apart from AutonomOS's own schema. */
