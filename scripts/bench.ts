@@ -2,7 +2,7 @@
  * Benchmark: AutonomOS next to its references, measured in one run on one machine, printed as a
  * table of figures with their ratios and targets, and written as JSON with --json FILE.
  *
- *   npm run bench -- [--tasks 2000] [--warmup 1000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--idle] [--json FILE]
+ *   npm run bench -- [--tasks 2000] [--warmup 1000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--idle] [--waits] [--json FILE]
  *
  * The API and the worker run as separate processes, compiled as `npm run api` and `npm run worker`
  * run them (NODE_ENV=production) against a fresh database per phase and a local fake Slack that answers at
@@ -28,6 +28,10 @@
  *   the password hashing and its bounded line).
  * - idle (--idle): the CPU an idle worker, and PostgreSQL beside it, use while nothing is queued
  *   (its polls, heartbeats and maintenance), as a share of one core.
+ * - waits (--waits): what the service's database sessions were doing while the loaded phase's
+ *   creates ran (PostgreSQL's wait events, sampled every WAIT_SAMPLE_MS), per connection pool
+ *   and statement: where a creation spends its time besides CPU. The sampling costs a little
+ *   PostgreSQL CPU of its own, so it is off unless asked for.
  * The RSS of the API and worker processes is sampled throughout.
  */
 import { execFileSync } from 'node:child_process';
@@ -56,6 +60,7 @@ const { values: args } = parseArgs({
     backlog: { type: 'string', default: '10000' },
     'login-flood': { type: 'boolean', default: false },
     idle: { type: 'boolean', default: false },
+    waits: { type: 'boolean', default: false },
     json: { type: 'string' },
   },
 });
@@ -78,6 +83,8 @@ const FLOOD_READERS = 4;
 /** The idle phase: the worker settles for IDLE_SETTLE_MS after starting, then its CPU is measured over IDLE_MEASURE_MS. */
 const IDLE_SETTLE_MS = 15_000;
 const IDLE_MEASURE_MS = 30_000;
+/** The waits phase: how often the database sessions' wait events are read. */
+const WAIT_SAMPLE_MS = 10;
 /** Where the raw pg-boss reference lives, apart from AutonomOS's own schema. */
 const RAW_SCHEMA = 'pgboss_bench';
 const RAW_QUEUE = 'bench-raw';
@@ -210,6 +217,50 @@ function meterCpu(...servicePids: (number | undefined)[]) {
   };
 }
 
+/**
+ * Samples what the service's sessions on the phase's database are doing (pg_stat_activity), every
+ * WAIT_SAMPLE_MS until stopped: per connection pool (application_name) and statement (its first
+ * words), how many samples found it on the CPU or waiting, and on what. Each group's shares of
+ * its own samples say where its statements' time goes.
+ */
+function sampleWaits(url: string) {
+  const counts = new Map<string, number>();
+  let sampling = true;
+  const done = (async () => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      while (sampling) {
+        const { rows } = await client.query<{ pool: string; statement: string; activity: string }>(
+          `select application_name as pool, left(regexp_replace(query, '(/\\*.*?\\*/|\\s)+', ' ', 'g'), 40) as statement,
+                  coalesce(wait_event_type || ': ' || wait_event, 'CPU') as activity
+           from pg_stat_activity where datname = current_database() and state = 'active' and pid <> pg_backend_pid()`,
+        );
+        for (const row of rows) {
+          const key = JSON.stringify([row.pool, row.statement.trim(), row.activity]);
+          counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+        await sleep(WAIT_SAMPLE_MS);
+      }
+    } finally {
+      await client.end();
+    }
+  })();
+  return async () => {
+    sampling = false;
+    await done;
+    const groups = new Map<string, { pool: string; statement: string; samples: number; activities: Record<string, number> }>();
+    for (const [key, n] of counts) {
+      const [pool, statement, activity] = JSON.parse(key) as [string, string, string];
+      const group = groups.get(`${pool} ${statement}`) ?? { pool, statement, samples: 0, activities: {} };
+      group.samples += n;
+      group.activities[activity] = n;
+      groups.set(`${pool} ${statement}`, group);
+    }
+    return [...groups.values()].sort((a, b) => b.samples - a.samples);
+  };
+}
+
 async function stopAll(services: ServiceProcess[]) {
   for (const service of services) if (service.child.exitCode === null) service.child.kill('SIGTERM');
   await Promise.all(services.map((service) => service.exited));
@@ -338,7 +389,9 @@ async function benchLoaded(databaseUrl: string, slackUrl: string) {
     const measuredFrom = (await query<{ now: string }>(databaseUrl, 'select now()::text as now'))[0]!.now;
     const cpu = meterCpu(service.api.child.pid, service.worker!.child.pid);
     const startedAt = performance.now();
+    const stopSamplingWaits = args.waits ? sampleWaits(databaseUrl) : undefined;
     const run = await createTasks(service.base, token, TASKS, CONCURRENCY);
+    const waits = await stopSamplingWaits?.();
     await until(async () => ((await finishedCount(databaseUrl)) >= WARMUP + TASKS ? true : undefined), 10 * 60_000, 'all tasks to finish');
     const endToEndSeconds = (performance.now() - startedAt) / 1000;
     const endToEndCpuPerTask = cpu(TASKS);
@@ -361,6 +414,7 @@ async function benchLoaded(databaseUrl: string, slackUrl: string) {
       endToEndCpuPerTask,
       loadedPickup,
       pacedPickup,
+      waits,
       apiRssMb: memory.peaks.api ?? NaN,
       workerRssMb: memory.peaks.worker ?? NaN,
     };
@@ -543,6 +597,17 @@ try {
     console.log('| figure | median (range) | target |');
     console.log('|---|---|---|');
     for (const row of spreadRows) console.log(`| ${row.join(' | ')} |`);
+  }
+  if (loaded.waits) {
+    console.log(`\nWhile the loaded phase's creates ran: the service's database sessions, sampled every ${WAIT_SAMPLE_MS} ms (share of each group's samples):\n`);
+    console.log('| pool | statement | samples | on the CPU or waiting |');
+    console.log('|---|---|---|---|');
+    for (const group of loaded.waits.slice(0, 8)) {
+      const shares = Object.entries(group.activities)
+        .sort((a, b) => b[1] - a[1])
+        .map(([activity, n]) => `${activity} ${Math.round((100 * n) / group.samples)}%`);
+      console.log(`| ${group.pool} | ${group.statement.replace(/\|/g, '\\|')} | ${group.samples} | ${shares.join(', ')} |`);
+    }
   }
   const report = { tasks: TASKS, warmup: WARMUP, repeat: REPEAT, concurrency: CONCURRENCY, paced: PACED, rate: RATE, backlog: fairness ? BACKLOG : undefined, bare, creates, loaded, raw, rounds, fairness, loginFlood, idle };
   if (args.json) {
