@@ -89,7 +89,7 @@ const HttpRequestPayload = v.pipe(
     method: v.picklist(HTTP_REQUEST_METHODS, `method must be one of ${HTTP_REQUEST_METHODS.join(', ')}`),
     url: RequestUrl,
     headers: v.optional(RequestHeaders),
-    // Objects and arrays only: ofetch would send a bare string as it is, not as JSON.
+    // Objects and arrays only: a bare string is not what the description promises, a JSON document.
     json: v.optional(
       v.pipe(
         v.custom<object>((value) => typeof value === 'object' && value !== null, 'json must be a JSON object or array'),
@@ -174,8 +174,8 @@ export const httpRequest: Action<HttpRequestPayload> = {
     }
     const headers = Object.fromEntries(
       RESULT_HEADERS.flatMap((name) => {
-        const value = response.headers.get(name);
-        return value === null ? [] : [[name, value]];
+        const value = response.headers[name];
+        return value === undefined ? [] : [[name, value]];
       }),
     );
     return {
