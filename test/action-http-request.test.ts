@@ -150,6 +150,8 @@ describe('http_request (private networks allowed)', () => {
     assert.equal(seen.headers.authorization, 'Bearer tenant-secret');
     assert.equal(seen.headers['x-trace'], 'abc');
     assert.match(String(seen.headers['content-type']), /^application\/json/);
+    assert.equal(seen.headers.accept, 'application/json');
+    assert.equal(seen.headers['user-agent'], 'AutonomOS', 'the service names itself');
     assert.deepEqual(JSON.parse(seen.body), { hello: 'world' });
 
     const messages = await logMessages(app, task.id);
@@ -162,6 +164,17 @@ describe('http_request (private networks allowed)', () => {
 
     const metrics = (await app.metrics.render()).body;
     assert.match(metrics, /autonomos_tasks_succeeded_total\{kind="task",action="http_request"\} [1-9]/);
+  });
+
+  test("a tenant's own User-Agent and Accept are sent as they are, once", async () => {
+    const user = await registerAndLogin(app, 'http-own-headers');
+    const path = `/ok/${uniqueSuffix()}`;
+    const task = await createTask(app, user.token, { payload: request('GET', path, { headers: { 'User-Agent': 'tenant-agent/1.0', ACCEPT: 'text/plain' } }) });
+    assert.equal((await finished(app, user, task.id)).status, 'success');
+    const [seen] = target.seen(path);
+    assert.ok(seen);
+    assert.equal(seen.headers['user-agent'], 'tenant-agent/1.0');
+    assert.equal(seen.headers.accept, 'text/plain');
   });
 
   test('every method reaches the server as itself; HEAD and GET send no body', async () => {

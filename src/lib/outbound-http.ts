@@ -110,13 +110,19 @@ function headerRecord(headers: Dispatcher.ResponseData['headers']): Record<strin
   return record;
 }
 
-/** The request's headers, with a JSON body's Content-Type and Accept unless the caller gave its own. */
+/** Who is calling, for the servers' logs (and the APIs that refuse a request without one). */
+const USER_AGENT = 'AutonomOS';
+
+/**
+ * The request's headers, with these unless the caller gave its own (as fetch and ofetch used to
+ * add them): a User-Agent, and an Accept, of JSON with a JSON body (whose Content-Type is JSON too).
+ */
 function requestHeaders(request: OutboundRequest): Record<string, string> {
   const headers = { ...request.headers };
-  if (request.json === undefined) return headers;
   const given = new Set(Object.keys(headers).map((name) => name.toLowerCase()));
-  if (!given.has('content-type')) headers['content-type'] = 'application/json';
-  if (!given.has('accept')) headers.accept = 'application/json';
+  if (!given.has('user-agent')) headers['user-agent'] = USER_AGENT;
+  if (!given.has('accept')) headers.accept = request.json === undefined ? '*/*' : 'application/json';
+  if (request.json !== undefined && !given.has('content-type')) headers['content-type'] = 'application/json';
   return headers;
 }
 
