@@ -189,10 +189,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     CALLBACK_ALLOW_PRIVATE_NETWORKS: 'true',
   };
   const processFailures: string[] = [];
+  /** The last output of each process that exited on its own: why it did. */
+  const crashLogs: string[] = [];
   const expectedExits = new WeakSet<ServiceProcess>();
   const watchExit = (service: ServiceProcess, name: string) =>
     void service.exited.then((code) => {
-      if (!expectedExits.has(service)) processFailures.push(`${name} exited unexpectedly (${code})`);
+      if (expectedExits.has(service)) return;
+      processFailures.push(`${name} exited unexpectedly (${code})`);
+      crashLogs.push(`${name} log tail:\n${service.output().slice(-3000)}`);
     });
   const api = spawnService('api', env);
   watchExit(api, 'api');
@@ -413,7 +417,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           .output()
           .split('\n')
           .filter((line) => line.includes('"status":503') && JSON.parse(line).duration_ms > 1_000),
-`api log tail:\n${api.output().slice(-3000)}`, `worker log tail:\n${worker.output().slice(-3000)}`);
+`api log tail:\n${api.output().slice(-3000)}`, `worker log tail:\n${worker.output().slice(-3000)}`, ...crashLogs);
     }
     return report;
   } finally {
