@@ -7,6 +7,11 @@ import { BOSS_SCHEMA } from './boss.js';
 
 /** One pg-boss queue per task kind; AOA jobs are exclusive per tenant. */
 export const TASK_QUEUE: Record<TaskKind, string> = { task: 'tasks', aoa: 'aoa' };
+
+/** TASK_QUEUE in SQL: the queue of the job of a task whose kind is in the column `kind` (e.g. `tasks.kind`). */
+function taskQueueOf(kind: string) {
+  return sql`case ${sql.ref(kind)} when 'aoa' then ${TASK_QUEUE.aoa} else ${TASK_QUEUE.task} end`;
+}
 export const CALLBACK_QUEUE = 'task-callbacks';
 /** Notified when plain tasks are created due now; the payload is their tenants' ids, comma-separated. */
 export const TASKS_QUEUED_CHANNEL = 'autonomos_tasks_queued';
@@ -137,7 +142,7 @@ export async function tasksWithoutLiveJob(db: Kysely<Database>, idleSeconds: num
       not(
         exists(
           sql`(select 1 from ${sql.table(`${BOSS_SCHEMA}.job`)} j
-               where j.name = case tasks.kind when 'aoa' then ${TASK_QUEUE.aoa} else ${TASK_QUEUE.task} end
+               where j.name = ${taskQueueOf('tasks.kind')}
                  and j.id = tasks.id and j.state::text in (${sql.join(LIVE_JOB_STATES)}))`,
         ),
       ),
@@ -202,7 +207,7 @@ export function insertTaskJobs(source: string) {
       queue.deletion_seconds, task.start_after + queue.retention_seconds * interval '1 second', queue.policy, queue.dead_letter
     from (select *, coalesce(scheduled_for, ${sql.raw(`${BOSS_SCHEMA}.job_now()`)}) as start_after from ${task}) as task
     join ${sql.table(`${BOSS_SCHEMA}.queue`)} queue
-      on queue.name = case task.kind when 'aoa' then ${TASK_QUEUE.aoa} else ${TASK_QUEUE.task} end
+      on queue.name = ${taskQueueOf('task.kind')}
     on conflict do nothing
     returning id, name, group_id, start_after
   `;
@@ -242,7 +247,7 @@ export function completeTaskJobs(source: string) {
     update ${sql.table(`${BOSS_SCHEMA}.job`)} as job
     set completed_on = ${sql.raw(`${BOSS_SCHEMA}.job_now()`)}, state = 'completed', output = null
     from ${sql.table(source)} as task
-    where job.name = case task.kind when 'aoa' then ${TASK_QUEUE.aoa} else ${TASK_QUEUE.task} end and job.id = task.id
+    where job.name = ${taskQueueOf('task.kind')} and job.id = task.id
       and job.state = 'active' and job.retry_count = task.claimed_delivery
   `;
 }
