@@ -224,7 +224,7 @@ function meterCpu(...servicePids: (number | undefined)[]) {
  * its own samples say where its statements' time goes.
  */
 function sampleWaits(url: string) {
-  const counts = new Map<string, number>();
+  const groups = new Map<string, { pool: string; statement: string; samples: number; activities: Record<string, number> }>();
   let sampling = true;
   const done = (async () => {
     const client = new pg.Client({ connectionString: url });
@@ -232,13 +232,16 @@ function sampleWaits(url: string) {
     try {
       while (sampling) {
         const { rows } = await client.query<{ pool: string; statement: string; activity: string }>(
-          `select application_name as pool, left(regexp_replace(query, '(/\\*.*?\\*/|\\s)+', ' ', 'g'), 40) as statement,
+          `select application_name as pool, trim(left(regexp_replace(query, '(/\\*.*?\\*/|\\s)+', ' ', 'g'), 40)) as statement,
                   coalesce(wait_event_type || ': ' || wait_event, 'CPU') as activity
            from pg_stat_activity where datname = current_database() and state = 'active' and pid <> pg_backend_pid()`,
         );
-        for (const row of rows) {
-          const key = JSON.stringify([row.pool, row.statement.trim(), row.activity]);
-          counts.set(key, (counts.get(key) ?? 0) + 1);
+        for (const { pool, statement, activity } of rows) {
+          const key = `${pool} ${statement}`;
+          const group = groups.get(key) ?? { pool, statement, samples: 0, activities: {} };
+          group.samples += 1;
+          group.activities[activity] = (group.activities[activity] ?? 0) + 1;
+          groups.set(key, group);
         }
         await sleep(WAIT_SAMPLE_MS);
       }
@@ -249,14 +252,6 @@ function sampleWaits(url: string) {
   return async () => {
     sampling = false;
     await done;
-    const groups = new Map<string, { pool: string; statement: string; samples: number; activities: Record<string, number> }>();
-    for (const [key, n] of counts) {
-      const [pool, statement, activity] = JSON.parse(key) as [string, string, string];
-      const group = groups.get(`${pool} ${statement}`) ?? { pool, statement, samples: 0, activities: {} };
-      group.samples += n;
-      group.activities[activity] = n;
-      groups.set(`${pool} ${statement}`, group);
-    }
     return [...groups.values()].sort((a, b) => b.samples - a.samples);
   };
 }
