@@ -60,6 +60,14 @@ async function connect(user: RegisteredUser, options: { lastEventId?: string; ur
   return stream;
 }
 
+/** The stream's first event, which must be a reset telling the client to read the task list again. */
+async function expectResetFirst(stream: SseStream, detail = /read the task list again/): Promise<void> {
+  const [first] = await stream.waitForEvents(1);
+  assert.equal(first!.event, 'reset');
+  assert.equal(first!.id, undefined);
+  assert.match(JSON.parse(first!.data).detail, detail);
+}
+
 const summary = (events: SseEvent[]) => events.map((event) => `${event.event} ${JSON.parse(event.data).id ?? ''}`);
 
 describe('a tenant stream', () => {
@@ -207,10 +215,7 @@ describe('resuming with Last-Event-ID', () => {
     const user = await registerAndLogin(app, 'events-unknown');
     for (const lastEventId of ['999999999999', 'not-an-id']) {
       const stream = await connect(user, { lastEventId });
-      const [reset] = await stream.waitForEvents(1);
-      assert.equal(reset!.event, 'reset', lastEventId);
-      assert.equal(reset!.id, undefined);
-      assert.match(JSON.parse(reset!.data).detail, /read the task list again/);
+      await expectResetFirst(stream);
       stream.close();
       await stream.waitForEnd();
     }
@@ -424,10 +429,7 @@ describe('whose events are sent', () => {
     const user = await registerAndLogin(app, 'events-long-transaction');
     const open = await cancelUnwatched(user);
     try {
-      const stream = await connect(user);
-      const [first] = await stream.waitForEvents(1);
-      assert.equal(first!.event, 'reset');
-      assert.match(JSON.parse(first!.data).detail, /read the task list again/);
+      await expectResetFirst(await connect(user));
     } finally {
       await open.commit();
     }
@@ -448,9 +450,7 @@ describe('whose events are sent', () => {
     const unsent = await createTask(app, user.token, { payload: slackPayload(newChannel('unsent')), delay_seconds: 3600 });
 
     const resumed = await connect(user, { lastEventId: seenEvent!.id! });
-    const [reset] = await resumed.waitForEvents(1);
-    assert.equal(reset!.event, 'reset');
-    assert.match(JSON.parse(reset!.data).detail, /not sent/);
+    await expectResetFirst(resumed, /not sent/);
     const next = await createTask(app, user.token, { payload: slackPayload(newChannel('next')), delay_seconds: 3600 });
     await waitForTaskEvents(resumed, next.id, 'task.created');
     assert.deepEqual(eventsOfTask(resumed.events, unsent.id), []);

@@ -19,8 +19,21 @@ function eventText(type: string, alias: string, task: string): string {
 /** The tenants whose events someone may want, joined to the changed rows `alias`. */
 const watched = (alias: string) => `join task_event_watches watch on watch.tenant_id = ${alias}.tenant_id`;
 
-/** Whether any tenant is watched at all: most statements are decided by this alone. */
-const ANY_WATCHED = 'exists (select from task_event_watches)';
+/**
+ * The trigger function `name` (0006_task_events' triggers call it), sending the events that
+ * `events` selects. Whether any tenant is watched at all decides most statements alone.
+ */
+function eventTrigger(name: string, events: string): string {
+  return `
+    create or replace function ${name}() returns trigger language plpgsql as $$
+    begin
+      if exists (select from task_event_watches) then
+        perform autonomos_notify_task_events(array(${events}));
+      end if;
+      return null;
+    end
+    $$`;
+}
 
 export async function up(db: Kysely<any>): Promise<void> {
   // Events are sent only for tenants that an event stream watches (or watched lately, so that a
@@ -40,55 +53,38 @@ export async function up(db: Kysely<any>): Promise<void> {
       watched_until timestamptz not null
     )`.execute(db);
 
-  await sql.raw(`
-    create or replace function autonomos_task_events_inserted() returns trigger language plpgsql as $$
-    begin
-      if ${ANY_WATCHED} then
-        perform autonomos_notify_task_events(array(
-          select ${eventText("'task.created'", 'created', 'task')}
-          from created_tasks created ${watched('created')}
-          cross join row_to_json(created) task
-        ));
-      end if;
-      return null;
-    end
-    $$`).execute(db);
-
-  await sql.raw(`
-    create or replace function autonomos_task_events_updated() returns trigger language plpgsql as $$
-    begin
-      if ${ANY_WATCHED} then
-        perform autonomos_notify_task_events(array(
-          select ${eventText(
-            `case changed.status when 'in_progress' then 'task.started' when 'success' then 'task.succeeded'
-                                 when 'failed' then 'task.failed' when 'canceled' then 'task.canceled'
-                                 when 'queued' then 'task.retry_scheduled' end`,
-            'changed',
-            'task',
-          )}
-          from updated_tasks changed ${watched('changed')}
-          join previous_tasks previous on previous.tenant_id = changed.tenant_id and previous.id = changed.id
-          cross join row_to_json(changed) task
-          where changed.status <> previous.status
-        ));
-      end if;
-      return null;
-    end
-    $$`).execute(db);
-
-  await sql.raw(`
-    create or replace function autonomos_task_events_deleted() returns trigger language plpgsql as $$
-    begin
-      if ${ANY_WATCHED} then
-        perform autonomos_notify_task_events(array(
-          select ${eventText("'task.deleted'", 'deleted', 'null')}
-          from deleted_tasks deleted ${watched('deleted')}
-          where deleted.status in ('queued', 'in_progress')
-        ));
-      end if;
-      return null;
-    end
-    $$`).execute(db);
+  await sql.raw(
+    eventTrigger(
+      'autonomos_task_events_inserted',
+      `select ${eventText("'task.created'", 'created', 'task')}
+       from created_tasks created ${watched('created')}
+       cross join row_to_json(created) task`,
+    ),
+  ).execute(db);
+  await sql.raw(
+    eventTrigger(
+      'autonomos_task_events_updated',
+      `select ${eventText(
+        `case changed.status when 'in_progress' then 'task.started' when 'success' then 'task.succeeded'
+                             when 'failed' then 'task.failed' when 'canceled' then 'task.canceled'
+                             when 'queued' then 'task.retry_scheduled' end`,
+        'changed',
+        'task',
+      )}
+       from updated_tasks changed ${watched('changed')}
+       join previous_tasks previous on previous.tenant_id = changed.tenant_id and previous.id = changed.id
+       cross join row_to_json(changed) task
+       where changed.status <> previous.status`,
+    ),
+  ).execute(db);
+  await sql.raw(
+    eventTrigger(
+      'autonomos_task_events_deleted',
+      `select ${eventText("'task.deleted'", 'deleted', 'null')}
+       from deleted_tasks deleted ${watched('deleted')}
+       where deleted.status in ('queued', 'in_progress')`,
+    ),
+  ).execute(db);
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
