@@ -34,7 +34,6 @@
  *   PostgreSQL CPU of its own, so it is off unless asked for.
  * The RSS of the API and worker processes is sampled throughout.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -46,7 +45,7 @@ import { PgBoss } from 'pg-boss';
 import { freePort } from '../src/main/embedded-postgres.js';
 import { httpJson, readRequestBody, registerTenant } from './lib/http-json.js';
 import { pollUntil } from './lib/poll.js';
-import { spawnCompiledService, spawnScript, type ServiceProcess } from './lib/service-process.js';
+import { buildService, spawnCompiledService, spawnScript, type ServiceProcess } from './lib/service-process.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -519,7 +518,7 @@ async function benchIdle(databaseUrl: string, slackUrl: string) {
 }
 
 // The service runs compiled, with the heap flags of the npm scripts and the image.
-execFileSync('npm', ['run', 'build', '--silent'], { cwd: new URL('..', import.meta.url).pathname, stdio: 'inherit' });
+await buildService();
 const slack = await startFakeSlack();
 try {
   const rounds = [];

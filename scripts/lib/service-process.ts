@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 
 export interface ServiceProcess {
   child: ChildProcess;
@@ -41,7 +42,12 @@ export function spawnScript(entry: string, env: Record<string, string>, options:
   return spawnNode(['--import', import.meta.resolve('tsx'), `${ROOT}${entry}`], env, options);
 }
 
-/** Runs a compiled entrypoint (`npm run build` first) as the npm scripts and the image do. */
+/** Compiles the service into dist/, as `npm run build` does, for spawnCompiledService. */
+export async function buildService(): Promise<void> {
+  await promisify(execFile)('npm', ['run', 'build', '--silent'], { cwd: ROOT });
+}
+
+/** Runs a compiled entrypoint (buildService first) as the npm scripts and the image do. */
 export function spawnCompiledService(mode: 'api' | 'worker' | 'all', env: Record<string, string>): ServiceProcess {
   return spawnNode([...SERVICE_NODE_FLAGS, `${ROOT}dist/src/main/${mode}.js`], { NODE_ENV: 'production', ...env }, {});
 }
