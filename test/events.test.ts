@@ -435,6 +435,23 @@ describe('whose events are sent', () => {
     }
   });
 
+  test('a transaction left open that writes no tasks holds no stream up', async () => {
+    const user = await registerAndLogin(app, 'events-other-writes');
+    const client = new pg.Client({ connectionString: app.database.url });
+    await client.connect();
+    try {
+      await client.query('begin');
+      await client.query('update tenants set name = name where id = $1', [user.tenantId]);
+      const stream = await connect(user);
+      const created = await createTask(app, user.token, { payload: slackPayload(newChannel('other')), delay_seconds: 3600 });
+      await waitForTaskEvents(stream, created.id, 'task.created');
+      assert.deepEqual(summary(stream.events), [`task.created ${created.id}`], 'no reset first');
+    } finally {
+      await client.query('rollback');
+      await client.end();
+    }
+  });
+
   test('resuming after the tenant went unwatched gives a reset, not a replay with a hole', async () => {
     const user = await registerAndLogin(app, 'events-lapsed');
     const first = await connect(user);

@@ -34,16 +34,26 @@ const SETTLE_POLL_MS = 5;
 export function createEventWatches(db: Db, resumeSeconds: number): EventWatches {
   const until = sql`now() + make_interval(secs => ${resumeSeconds})`;
 
+  /**
+   * The transactions writing to tasks in this database right now: each holds a row-exclusive lock
+   * on the table from its first write to its end. (A snapshot's transaction ids would name every
+   * transaction of the cluster instead, other databases' included, and a stream would wait for
+   * the slowest of them.)
+   */
+  const writers = (among?: string[]) => sql<{ transaction: string }>`
+    select virtualtransaction as transaction from pg_locks
+    where locktype = 'relation' and mode = 'RowExclusiveLock' and granted
+      and database = (select oid from pg_database where datname = current_database()) and relation = 'tasks'::regclass
+      ${among ? sql`and virtualtransaction = any(${among}::text[])` : sql``}
+  `;
+
   /** Whether the transactions of `running` have all ended before the timeout. */
   async function settle(running: string[]): Promise<boolean> {
     const deadline = Date.now() + SETTLE_TIMEOUT_MS;
     while (running.length > 0) {
       if (Date.now() >= deadline) return false;
       await sleep(SETTLE_POLL_MS);
-      const { rows } = await sql<{ xid: string }>`
-        select xid::text from unnest(${running}::xid8[]) xid where pg_xact_status(xid) = 'in progress'
-      `.execute(db);
-      running = rows.map((row) => row.xid);
+      running = (await writers(running).execute(db)).rows.map((row) => row.transaction);
     }
     return true;
   }
@@ -56,9 +66,10 @@ export function createEventWatches(db: Db, resumeSeconds: number): EventWatches 
         returning generation
       `.execute(db);
       // A transaction whose trigger ran before the watch was committed sent nothing, and may commit
-      // after it: wait for every transaction running now (taken after the commit, so it holds all of them).
-      const running = await sql<{ xid: string }>`select xid::text from pg_snapshot_xip(pg_current_snapshot()) xid`.execute(db);
-      return { generation: rows[0]!.generation, settled: await settle(running.rows.map((row) => row.xid)) };
+      // after it: wait for every transaction writing tasks now (asked after the commit, so it
+      // names all of them; one that writes later sees the watch).
+      const running = await writers().execute(db);
+      return { generation: rows[0]!.generation, settled: await settle(running.rows.map((row) => row.transaction)) };
     },
 
     async keep(tenantIds) {
