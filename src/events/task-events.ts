@@ -3,12 +3,12 @@ import type { Notifications } from '../db/notifications.js';
 import type { TaskRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { EventWatches } from './event-watches.js';
 import { toTaskOut } from '../tasks/task-json.js';
 import { taskStore } from '../tasks/tasks.repository.js';
+import type { EventWatches } from './event-watches.js';
 import { taskRowFromJson } from './task-row.js';
 
-/** Where triggers on tasks send every change (migration 0006_task_events), from any process. */
+/** Where triggers on tasks send every change of a watched tenant (migrations 0006, 0014), from any process. */
 export const TASK_EVENTS_CHANNEL = 'autonomos_task_events';
 
 export const TASK_EVENT_TYPES = [
