@@ -130,7 +130,7 @@ describe('http_request (private networks allowed)', () => {
   test('a POST with headers and json succeeds with the status, the kept headers and the body; no header value is audited', async () => {
     const user = await registerAndLogin(app, 'http-ok');
     const path = `/ok/${uniqueSuffix()}?q=1`;
-    const payload = request('POST', path, { headers: { Authorization: 'Bearer tenant-secret', 'X-Trace': 'abc' }, json: { hello: 'world' } });
+    const payload = request('POST', path, { headers: { Authorization: 'Bearer tenant-secret', 'X-Trace': 'trace-value-xyz' }, json: { hello: 'world' } });
     const task = await createTask(app, user.token, { payload });
     assert.deepEqual(task.payload, payload, 'the task JSON shows the payload as sent');
 
@@ -148,7 +148,7 @@ describe('http_request (private networks allowed)', () => {
     assert.equal(target.seen(path).length, 1);
     assert.equal(seen.method, 'POST');
     assert.equal(seen.headers.authorization, 'Bearer tenant-secret');
-    assert.equal(seen.headers['x-trace'], 'abc');
+    assert.equal(seen.headers['x-trace'], 'trace-value-xyz');
     assert.match(String(seen.headers['content-type']), /^application\/json/);
     assert.equal(seen.headers.accept, 'application/json');
     assert.equal(seen.headers['user-agent'], 'AutonomOS', 'the service names itself');
@@ -160,7 +160,7 @@ describe('http_request (private networks allowed)', () => {
       `Sending HTTP request POST ${target.url}${path}`,
       'HTTP request answered with status 201',
     ]);
-    assert.ok(!messages.some((message) => message.includes('tenant-secret') || message.includes('abc')), JSON.stringify(messages));
+    assert.ok(!messages.some((message) => message.includes('tenant-secret') || message.includes('trace-value-xyz')), JSON.stringify(messages));
 
     const metrics = (await app.metrics.render()).body;
     assert.match(metrics, /autonomos_tasks_succeeded_total\{kind="task",action="http_request"\} [1-9]/);
