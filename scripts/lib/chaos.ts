@@ -252,16 +252,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           const [apiHealth, workerHealth] = await Promise.all([httpJson(base, 'GET', '/health/api'), httpJson(base, 'GET', '/health/worker')]);
           return apiHealth.status === 200 && workerHealth.status === 200 ? true : undefined;
         }, 30_000);
+        const healthyAfter = Date.now() - since.getTime();
         const accepting = await pollUntil(async () => {
           const response = await httpJson(base, 'POST', '/api/v1/tasks', { json: taskBody('success', `probe-${since.getTime()}`, receiverUrl), token: tokens[0]! });
           return response.status === 201 ? true : undefined;
         }, 30_000);
+        const acceptingAfter = Date.now() - since.getTime();
         await observer.connect();
         const working = await pollUntil(async () => {
           const { rows } = await observer.query('select 1 from tasks where started_at > $1 limit 1', [since]);
           return rows.length > 0 ? true : undefined;
         }, 30_000, 50);
-        return healthy && accepting && working ? Date.now() - since.getTime() : Number.POSITIVE_INFINITY;
+        const recovered = healthy && accepting && working ? Date.now() - since.getTime() : Number.POSITIVE_INFINITY;
+        progress(`healthy after ${healthyAfter} ms, accepting after ${acceptingAfter} ms, a task started after ${recovered} ms`);
+        return recovered;
       } finally {
         await observer.end().catch(() => {});
       }
