@@ -20,9 +20,16 @@
     if (statusLine && statusLine.textContent !== text) statusLine.textContent = text;
   }
 
-  /** The ids of the tasks a task page shows (the task and its chain), from the rendered page. */
+  /**
+   * Chained tasks learnt from events (a shown task's next_task_id) before a refresh has rendered
+   * them: a chained task's own events can arrive while that refresh is still on its way, and
+   * must not be passed over as another task's.
+   */
+  var chainedSinceRender = [];
+
+  /** The ids of the tasks a task page shows (the task and its chain), from the rendered page and its events. */
   function shownTaskIds() {
-    var ids = [live.slice('task:'.length)];
+    var ids = [live.slice('task:'.length)].concat(chainedSinceRender);
     var detail = document.getElementById('task-detail');
     var chain = detail && detail.getAttribute('data-chain');
     return chain ? ids.concat(chain.split(' ')) : ids;
@@ -135,7 +142,9 @@
       } catch (error) {
         return;
       }
-      if (concerns(task)) schedule();
+      if (!concerns(task)) return;
+      if (task.next_task_id && live.indexOf('task:') === 0) chainedSinceRender.push(task.next_task_id);
+      schedule();
     });
   });
   // Events were missed (the server says so): whatever the page shows may be stale.
