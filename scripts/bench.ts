@@ -2,7 +2,7 @@
  * Benchmark: AutonomOS next to its references, measured in one run on one machine, printed as a
  * table of figures with their ratios and targets, and written as JSON with --json FILE.
  *
- *   npm run bench -- [--tasks 2000] [--warmup 1000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--idle] [--waits] [--watched] [--json FILE]
+ *   npm run bench -- [--tasks 2000] [--warmup 1000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--idle] [--waits] [--json FILE]
  *
  * The API and the worker run as separate processes, compiled as `npm run api` and `npm run worker`
  * run them (NODE_ENV=production) against a fresh database per phase and a local fake Slack that answers at
@@ -32,9 +32,6 @@
  *   creates ran (PostgreSQL's wait events, sampled every WAIT_SAMPLE_MS), per connection pool
  *   and statement: where a creation spends its time besides CPU. The sampling costs a little
  *   PostgreSQL CPU of its own, so it is off unless asked for.
- * - watched (--watched): the loaded and paced phases with an event stream of the tenant open
- *   (GET /api/v1/events, read by the benchmark's client), so that every task change notifies; by
- *   default none is open, and the triggers send no events (see events/event-watches.ts).
  * The RSS of the API and worker processes is sampled throughout.
  */
 import { randomBytes } from 'node:crypto';
@@ -63,7 +60,6 @@ const { values: args } = parseArgs({
     'login-flood': { type: 'boolean', default: false },
     idle: { type: 'boolean', default: false },
     waits: { type: 'boolean', default: false },
-    watched: { type: 'boolean', default: false },
     json: { type: 'string' },
   },
 });
@@ -376,24 +372,11 @@ async function benchCreatesOnly(databaseUrl: string, slackUrl: string) {
   }
 }
 
-/** Reads the tenant's event stream until `signal` aborts, as a dashboard would. */
-function watchEvents(base: string, token: string, signal: AbortSignal): void {
-  void (async () => {
-    const response = await fetch(`${base}/api/v1/events`, { headers: { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' }, signal });
-    if (response.status !== 200) throw new Error(`the event stream answered ${response.status}`);
-    for await (const chunk of response.body!) void chunk;
-  })().catch((error: unknown) => {
-    if (!signal.aborted) console.warn(`event stream: ${(error as Error).message}`);
-  });
-}
-
 async function benchLoaded(databaseUrl: string, slackUrl: string) {
   const service = await startService(databaseUrl, slackUrl, true);
   const memory = sampleMemory({ api: service.api, worker: service.worker! });
-  const stopWatching = new AbortController();
   try {
     const { token } = await registerTenant(service.base, 'bench');
-    if (args.watched) watchEvents(service.base, token, stopWatching.signal);
     await createTasks(service.base, token, WARMUP, CONCURRENCY, WARMUP_OFFSET);
     await until(async () => ((await finishedCount(databaseUrl)) >= WARMUP ? true : undefined), 10 * 60_000, 'the warm-up tasks to finish');
     await settleDatabase(databaseUrl);
@@ -430,7 +413,6 @@ async function benchLoaded(databaseUrl: string, slackUrl: string) {
       workerRssMb: memory.peaks.worker ?? NaN,
     };
   } finally {
-    stopWatching.abort();
     memory.stop();
     await stopAll([service.api, service.worker!]);
   }
@@ -588,7 +570,7 @@ try {
     ['memory (peak RSS, MB)', `API ${round(Math.max(creates.apiRssMb, loaded.apiRssMb), 0)}, worker ${round(loaded.workerRssMb, 0)}${fairness ? `, worker after the backlog ${round(fairness.workerRssAfterMb, 0)} (peak ${round(fairness.workerRssPeakMb, 0)})` : ''}`, '', '', '≤ 200 each'],
   ];
   console.log(
-    `\n${TASKS} tasks with ${CONCURRENCY} requests in flight, each phase after ${WARMUP} unmeasured warm-up ones; ${PACED} paced at ${RATE}/s; API and worker as separate processes; ${args.watched ? 'an event stream of the tenant open while the worker runs' : 'no event stream open'}; Node ${process.version}\n`,
+    `\n${TASKS} tasks with ${CONCURRENCY} requests in flight, each phase after ${WARMUP} unmeasured warm-up ones; ${PACED} paced at ${RATE}/s; API and worker as separate processes; Node ${process.version}\n`,
   );
   console.log('| figure | AutonomOS | reference (same run) | ratio | target |');
   console.log('|---|---|---|---|---|');

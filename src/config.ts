@@ -137,7 +137,6 @@ const EnvSchema = v.object({
   EVENTS_HEARTBEAT_SECONDS: positiveSeconds(15, 3600),
   EVENTS_REPLAY_WINDOW: positiveInteger(10_000, 1_000_000),
   EVENTS_MAX_STREAMS_PER_TENANT: limit(100, 1_000_000),
-  EVENTS_RESUME_SECONDS: positiveSeconds(120, 86_400),
   TRUST_PROXY: v.pipe(
     v.optional(v.string(), 'false'),
     v.trim(),
@@ -227,11 +226,6 @@ export interface Config {
   /** Event streams one tenant may hold open on one API process; 0: no limit. */
   readonly eventsMaxStreamsPerTenant: number;
   /**
-   * How long a tenant's task events are still sent after its last stream closed, so that a client
-   * reconnecting in that time resumes with Last-Event-ID; events of tenants nobody watches are not sent.
-   */
-  readonly eventsResumeSeconds: number;
-  /**
    * How many reverse proxies stand in front of the service: the client address is read that many
    * entries from the right of X-Forwarded-For. 0 (the default) ignores the header, which anyone can send.
    */
@@ -313,7 +307,6 @@ export function loadConfig(
     eventsHeartbeatSeconds: env.EVENTS_HEARTBEAT_SECONDS,
     eventsReplayWindow: env.EVENTS_REPLAY_WINDOW,
     eventsMaxStreamsPerTenant: env.EVENTS_MAX_STREAMS_PER_TENANT,
-    eventsResumeSeconds: env.EVENTS_RESUME_SECONDS,
     trustedProxies: env.TRUST_PROXY,
     metricsToken: env.METRICS_TOKEN,
     workerHttpPort: env.WORKER_HTTP_PORT,

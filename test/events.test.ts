@@ -5,10 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { serve } from '@hono/node-server';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { createNotifications } from '../src/db/notifications.js';
-import { createEventWatches } from '../src/events/event-watches.js';
-import { createTaskEventHub, TASK_EVENTS_CHANNEL, type StreamEvent } from '../src/events/task-events.js';
 import { createApp } from '../src/http/app.js';
 import { silentLogger } from '../src/logger.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
@@ -58,14 +55,6 @@ async function connect(user: RegisteredUser, options: { lastEventId?: string; ur
   streams.push(stream);
   assert.equal(stream.status, 200, stream.text);
   return stream;
-}
-
-/** The stream's first event, which must be a reset telling the client to read the task list again. */
-async function expectResetFirst(stream: SseStream, detail = /read the task list again/): Promise<void> {
-  const [first] = await stream.waitForEvents(1);
-  assert.equal(first!.event, 'reset');
-  assert.equal(first!.id, undefined);
-  assert.match(JSON.parse(first!.data).detail, detail);
 }
 
 const summary = (events: SseEvent[]) => events.map((event) => `${event.event} ${JSON.parse(event.data).id ?? ''}`);
@@ -215,7 +204,10 @@ describe('resuming with Last-Event-ID', () => {
     const user = await registerAndLogin(app, 'events-unknown');
     for (const lastEventId of ['999999999999', 'not-an-id']) {
       const stream = await connect(user, { lastEventId });
-      await expectResetFirst(stream);
+      const [reset] = await stream.waitForEvents(1);
+      assert.equal(reset!.event, 'reset', lastEventId);
+      assert.equal(reset!.id, undefined);
+      assert.match(JSON.parse(reset!.data).detail, /read the task list again/);
       stream.close();
       await stream.waitForEnd();
     }
@@ -349,184 +341,5 @@ describe('stream lifetime', () => {
     const resumed = await connect(user, { lastEventId: before!.id! });
     const [first] = await resumed.waitForEvents(1);
     assert.equal(first!.event, 'reset');
-  });
-});
-
-describe('whose events are sent', () => {
-  /** A plain LISTEN on the channel the triggers send to, as any process hears it. */
-  async function listenToTaskEvents(): Promise<{ tenants: () => string[]; close: () => Promise<void> }> {
-    const client = new pg.Client({ connectionString: app.database.url });
-    await client.connect();
-    const heard: { tenant_id: string }[] = [];
-    client.on('notification', (message) => heard.push(...(JSON.parse(message.payload!) as { tenant_id: string }[])));
-    await client.query(`listen ${TASK_EVENTS_CHANNEL}`);
-    return { tenants: () => heard.map((event) => event.tenant_id), close: () => client.end() };
-  }
-
-  test("a tenant nobody watches sends no notifications; its first stream gets every change after it opened", async () => {
-    const unwatched = await registerAndLogin(app, 'events-unwatched');
-    const watched = await registerAndLogin(app, 'events-watched');
-    const listener = await listenToTaskEvents();
-    try {
-      const watchedStream = await connect(watched);
-      const quiet = await createTask(app, unwatched.token, { payload: slackPayload(newChannel('quiet')) });
-      await waitForStatus(app, unwatched.token, quiet.id, 'success');
-      // The watched tenant's task is created after the other one's whole life: were those sent, they came first.
-      const loud = await createTask(app, watched.token, { payload: slackPayload(newChannel('loud')), delay_seconds: 3600 });
-      await waitForTaskEvents(watchedStream, loud.id, 'task.created');
-      await eventually(() => (listener.tenants().includes(watched.tenantId) ? true : undefined));
-      assert.deepEqual(listener.tenants().filter((tenantId) => tenantId === unwatched.tenantId), []);
-
-      const stream = await connect(unwatched);
-      const next = await createTask(app, unwatched.token, { payload: slackPayload(newChannel('heard')) });
-      const events = await waitForTaskEvents(stream, next.id, 'task.succeeded');
-      assert.deepEqual(
-        events.map((event) => event.event),
-        ['task.created', 'task.started', 'task.succeeded'],
-      );
-      assert.deepEqual(eventsOfTask(stream.events, quiet.id), []);
-    } finally {
-      await listener.close();
-    }
-  });
-
-  /** A transaction, left open, that canceled one of `user`'s tasks while nobody watched them. */
-  async function cancelUnwatched(user: RegisteredUser): Promise<{ taskId: string; commit: () => Promise<void> }> {
-    const created = await createTask(app, user.token, { payload: slackPayload(newChannel('unwatched')), delay_seconds: 3600 });
-    const client = new pg.Client({ connectionString: app.database.url });
-    await client.connect();
-    await client.query('begin');
-    await client.query(`update tasks set status = 'canceled', finished_at = now() where tenant_id = $1 and id = $2`, [user.tenantId, created.id]);
-    return {
-      taskId: created.id,
-      commit: async () => {
-        await client.query('commit');
-        await client.end();
-      },
-    };
-  }
-
-  test('a stream opens only once the transactions that changed its tenant unwatched have ended', async () => {
-    const user = await registerAndLogin(app, 'events-in-flight');
-    const open = await cancelUnwatched(user);
-    let committing = false;
-    const opening = connect(user).then((stream) => ({ stream, openedAfterCommit: committing }));
-    // Long enough for a stream that did not wait to have opened.
-    const early = await Promise.race([opening.then(() => 'opened'), new Promise((resolve) => setTimeout(resolve, 500, 'waiting'))]);
-    assert.equal(early, 'waiting', 'the stream waited for the open transaction');
-    committing = true;
-    await open.commit();
-    const { stream, openedAfterCommit } = await opening;
-    assert.ok(openedAfterCommit);
-    // Its change was committed before the stream opened: no event is owed, and none is a reset.
-    const later = await createTask(app, user.token, { payload: slackPayload(newChannel('after')), delay_seconds: 3600 });
-    await waitForTaskEvents(stream, later.id, 'task.created');
-    assert.deepEqual(summary(stream.events), [`task.created ${later.id}`]);
-    assert.equal((await getTask(app, user.token, open.taskId)).status, 'canceled');
-  });
-
-  test('a transaction still open after the wait: the stream starts with a reset', async () => {
-    const user = await registerAndLogin(app, 'events-long-transaction');
-    const open = await cancelUnwatched(user);
-    try {
-      await expectResetFirst(await connect(user));
-    } finally {
-      await open.commit();
-    }
-  });
-
-  test('a transaction left open that writes no tasks holds no stream up', async () => {
-    const user = await registerAndLogin(app, 'events-other-writes');
-    const client = new pg.Client({ connectionString: app.database.url });
-    await client.connect();
-    try {
-      await client.query('begin');
-      await client.query('update tenants set name = name where id = $1', [user.tenantId]);
-      const stream = await connect(user);
-      const created = await createTask(app, user.token, { payload: slackPayload(newChannel('other')), delay_seconds: 3600 });
-      await waitForTaskEvents(stream, created.id, 'task.created');
-      assert.deepEqual(summary(stream.events), [`task.created ${created.id}`], 'no reset first');
-    } finally {
-      await client.query('rollback');
-      await client.end();
-    }
-  });
-
-  test('resuming after the tenant went unwatched gives a reset, not a replay with a hole', async () => {
-    const user = await registerAndLogin(app, 'events-lapsed');
-    const first = await connect(user);
-    const seen = await createTask(app, user.token, { payload: slackPayload(newChannel('seen')), delay_seconds: 3600 });
-    const [seenEvent] = await waitForTaskEvents(first, seen.id, 'task.created');
-    first.close();
-    await first.waitForEnd();
-    // As the API processes do once EVENTS_RESUME_SECONDS have passed with no stream of the tenant.
-    await eventually(async () => {
-      const { numDeletedRows } = await app.db.deleteFrom('task_event_watches').where('tenant_id', '=', user.tenantId).executeTakeFirst();
-      return numDeletedRows === 1n ? true : undefined;
-    });
-    const unsent = await createTask(app, user.token, { payload: slackPayload(newChannel('unsent')), delay_seconds: 3600 });
-
-    const resumed = await connect(user, { lastEventId: seenEvent!.id! });
-    await expectResetFirst(resumed, /not sent/);
-    const next = await createTask(app, user.token, { payload: slackPayload(newChannel('next')), delay_seconds: 3600 });
-    await waitForTaskEvents(resumed, next.id, 'task.created');
-    assert.deepEqual(eventsOfTask(resumed.events, unsent.id), []);
-  });
-});
-
-describe('keeping watches on', () => {
-  const RESUME_SECONDS = 0.4;
-
-  test("watches nobody keeps on end, and a tenant's next watch has a new generation", async () => {
-    const watches = createEventWatches(app.db, RESUME_SECONDS);
-    const kept = await registerAndLogin(app, 'events-kept');
-    const dropped = await registerAndLogin(app, 'events-dropped');
-    const keptWatch = await watches.watch(kept.tenantId);
-    const droppedWatch = await watches.watch(dropped.tenantId);
-    assert.ok(keptWatch.settled && droppedWatch.settled);
-
-    const watchedTenants = async () =>
-      (await app.db.selectFrom('task_event_watches').select('tenant_id').where('tenant_id', 'in', [kept.tenantId, dropped.tenantId]).execute()).map(
-        (row) => row.tenant_id,
-      );
-    await eventually(async () => {
-      const generations = await watches.keep([kept.tenantId]);
-      assert.equal(generations.get(kept.tenantId), keptWatch.generation, 'a kept watch keeps its generation');
-      return (await watchedTenants()).length === 1 ? true : undefined;
-    });
-    assert.deepEqual(await watchedTenants(), [kept.tenantId]);
-    assert.notEqual((await watches.watch(dropped.tenantId)).generation, droppedWatch.generation);
-  });
-
-  test('a stream whose watch another process ended (this one kept it on too late) is reset', async () => {
-    const notifications = createNotifications(app.database.url, { watch: app.watch });
-    await notifications.ready;
-    const hub = createTaskEventHub({
-      db: app.db,
-      notifications,
-      logger: silentLogger,
-      replayWindow: REPLAY_WINDOW,
-      maxStreamsPerTenant: 0,
-      watches: createEventWatches(app.db, RESUME_SECONDS),
-      keepWatchesMs: 50,
-    });
-    try {
-      const user = await registerAndLogin(app, 'events-ended');
-      const delivered: StreamEvent[] = [];
-      const { replay } = await hub.subscribe(user.tenantId, undefined, { deliver: (event) => delivered.push(event), end: () => {} });
-      assert.deepEqual(replay, []);
-      await app.db.deleteFrom('task_event_watches').where('tenant_id', '=', user.tenantId).execute();
-      const reset = await eventually(() => delivered.find((event) => event.event === 'reset'));
-      assert.match(JSON.parse(await reset.data()).detail, /not sent/);
-      // Watched again: its events are sent.
-      const created = await createTask(app, user.token, { payload: slackPayload(newChannel('ended')), delay_seconds: 3600 });
-      await eventually(async () => {
-        for (const event of delivered) if (event.event === 'task.created' && JSON.parse(await event.data()).id === created.id) return true;
-        return undefined;
-      });
-    } finally {
-      hub.close();
-      await notifications.close();
-    }
   });
 });

@@ -27,61 +27,6 @@ function eventText(type: string, alias: string, task: string): string {
           || case when octet_length(${task}::text) <= ${MAX_ROW_BYTES} then ${task}::text else 'null' end || '}'`;
 }
 
-/**
- * The trigger functions that turn every change to tasks into events. Exported for migration
- * 0014_task_event_watches, whose down() puts these back.
- */
-export async function createEventTriggerFunctions(db: Kysely<any>): Promise<void> {
-  // One trigger call per statement, not per row: the API and the worker write tasks in batches
-  // (of up to 64), and each call costs a few pg_notify at most whatever the batch size.
-  await sql.raw(`
-    create or replace function autonomos_task_events_inserted() returns trigger language plpgsql as $$
-    begin
-      perform autonomos_notify_task_events(array(
-        select ${eventText("'task.created'", 'created', 'task')} from created_tasks created, row_to_json(created) task
-      ));
-      return null;
-    end
-    $$`).execute(db);
-
-  // Transition tables cannot be combined with "update of status", so this fires for every update
-  // and keeps only the rows whose status changed. Back to queued happens only for a retry.
-  await sql.raw(`
-    create or replace function autonomos_task_events_updated() returns trigger language plpgsql as $$
-    begin
-      perform autonomos_notify_task_events(array(
-        select ${eventText(
-          `case changed.status when 'in_progress' then 'task.started' when 'success' then 'task.succeeded'
-                               when 'failed' then 'task.failed' when 'canceled' then 'task.canceled'
-                               when 'queued' then 'task.retry_scheduled' end`,
-          'changed',
-          'task',
-        )}
-        from updated_tasks changed
-        join previous_tasks previous on previous.tenant_id = changed.tenant_id and previous.id = changed.id
-        cross join row_to_json(changed) task
-        where changed.status <> previous.status
-      ));
-      return null;
-    end
-    $$`).execute(db);
-
-  // A task deleted before it finished was taken back in the transaction that created it (an AOA
-  // job refused by its tenant's exclusive slot): its task.created must not be left standing.
-  // Finished tasks deleted by retention are no news.
-  await sql.raw(`
-    create or replace function autonomos_task_events_deleted() returns trigger language plpgsql as $$
-    begin
-      perform autonomos_notify_task_events(array(
-        select ${eventText("'task.deleted'", 'deleted', 'null')}
-        from deleted_tasks deleted
-        where deleted.status in ('queued', 'in_progress')
-      ));
-      return null;
-    end
-    $$`).execute(db);
-}
-
 export async function up(db: Kysely<any>): Promise<void> {
   // Event ids are taken when the statement runs, but notifications arrive in commit order: ids
   // are unique, not ascending. Listeners order events by arrival, which is the same everywhere.
@@ -108,7 +53,54 @@ export async function up(db: Kysely<any>): Promise<void> {
     end
     $$`).execute(db);
 
-  await createEventTriggerFunctions(db);
+  // One trigger call per statement, not per row: the API and the worker write tasks in batches
+  // (of up to 64), and each call costs a few pg_notify at most whatever the batch size.
+  await sql.raw(`
+    create function autonomos_task_events_inserted() returns trigger language plpgsql as $$
+    begin
+      perform autonomos_notify_task_events(array(
+        select ${eventText("'task.created'", 'created', 'task')} from created_tasks created, row_to_json(created) task
+      ));
+      return null;
+    end
+    $$`).execute(db);
+
+  // Transition tables cannot be combined with "update of status", so this fires for every update
+  // and keeps only the rows whose status changed. Back to queued happens only for a retry.
+  await sql.raw(`
+    create function autonomos_task_events_updated() returns trigger language plpgsql as $$
+    begin
+      perform autonomos_notify_task_events(array(
+        select ${eventText(
+          `case changed.status when 'in_progress' then 'task.started' when 'success' then 'task.succeeded'
+                               when 'failed' then 'task.failed' when 'canceled' then 'task.canceled'
+                               when 'queued' then 'task.retry_scheduled' end`,
+          'changed',
+          'task',
+        )}
+        from updated_tasks changed
+        join previous_tasks previous on previous.tenant_id = changed.tenant_id and previous.id = changed.id
+        cross join row_to_json(changed) task
+        where changed.status <> previous.status
+      ));
+      return null;
+    end
+    $$`).execute(db);
+
+  // A task deleted before it finished was taken back in the transaction that created it (an AOA
+  // job refused by its tenant's exclusive slot): its task.created must not be left standing.
+  // Finished tasks deleted by retention are no news.
+  await sql.raw(`
+    create function autonomos_task_events_deleted() returns trigger language plpgsql as $$
+    begin
+      perform autonomos_notify_task_events(array(
+        select ${eventText("'task.deleted'", 'deleted', 'null')}
+        from deleted_tasks deleted
+        where deleted.status in ('queued', 'in_progress')
+      ));
+      return null;
+    end
+    $$`).execute(db);
 
   await sql`create trigger tasks_events_inserted after insert on tasks referencing new table as created_tasks
             for each statement execute function autonomos_task_events_inserted()`.execute(db);

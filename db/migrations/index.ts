@@ -12,7 +12,6 @@ import * as delay from './0010_delay.js';
 import * as slackIntegrationChanges from './0011_slack_integration_changes.js';
 import * as queueTurnIndex from './0012_queue_turn_index.js';
 import * as queueHeadIndex from './0013_queue_head_index.js';
-import * as taskEventWatches from './0014_task_event_watches.js';
 
 /** Every migration, in order. Listed statically so the compiled image needs no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -29,5 +28,4 @@ export const migrations: Record<string, Migration> = {
   '0011_slack_integration_changes': slackIntegrationChanges,
   '0012_queue_turn_index': queueTurnIndex,
   '0013_queue_head_index': queueHeadIndex,
-  '0014_task_event_watches': taskEventWatches,
 };

@@ -156,15 +156,6 @@ export interface TenantWebhookSecretsTable {
   created_at: GeneratedTimestamp;
 }
 
-/** Whose task events are sent (migration 0014_task_event_watches): see events/event-watches.ts. */
-export interface TaskEventWatchesTable {
-  tenant_id: string;
-  /** New for each watch that starts: events of an earlier generation resume nothing. */
-  generation: ColumnType<string, never, never>;
-  /** The row is deleted once this has passed. */
-  watched_until: Timestamp;
-}
-
 export interface Database {
   tenants: TenantsTable;
   users: UsersTable;
@@ -178,7 +169,6 @@ export interface Database {
   api_keys: ApiKeysTable;
   tenant_slack_integrations: TenantSlackIntegrationsTable;
   tenant_webhook_secrets: TenantWebhookSecretsTable;
-  task_event_watches: TaskEventWatchesTable;
 }
 
 export type TaskRow = Selectable<TasksTable>;

@@ -5,10 +5,9 @@ import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { toTaskOut } from '../tasks/task-json.js';
 import { taskStore } from '../tasks/tasks.repository.js';
-import type { EventWatches } from './event-watches.js';
 import { taskRowFromJson } from './task-row.js';
 
-/** Where triggers on tasks send every change of a watched tenant (migrations 0006, 0014), from any process. */
+/** Where triggers on tasks send every change (migration 0006_task_events), from any process. */
 export const TASK_EVENTS_CHANNEL = 'autonomos_task_events';
 
 export const TASK_EVENT_TYPES = [
@@ -40,17 +39,12 @@ export interface EventSubscriber {
 
 export interface TaskEventHub {
   /**
-   * Subscribes to a tenant's events, once its events are sent (see EventWatches). `replay` is what
-   * the client missed since `lastEventId`, in the order this process received it; or a reset when
-   * that event is no longer here (too old, unknown, another tenant's, before a gap in the
-   * notifications, or before a time its tenant went unwatched). Throws a 429 AppError when the
-   * tenant already holds its share of streams.
+   * Subscribes to a tenant's events. `replay` is what the client missed since `lastEventId`, in
+   * the order this process received it; or a reset when that event is no longer here (too old,
+   * unknown, another tenant's, or before a gap in the notifications). Throws a 429 AppError when
+   * the tenant already holds its share of streams.
    */
-  subscribe(
-    tenantId: string,
-    lastEventId: string | undefined,
-    subscriber: EventSubscriber,
-  ): Promise<{ replay: StreamEvent[]; unsubscribe: () => void }>;
+  subscribe(tenantId: string, lastEventId: string | undefined, subscriber: EventSubscriber): { replay: StreamEvent[]; unsubscribe: () => void };
   /** Ends every subscription and stops listening. */
   close(): void;
 }
@@ -63,8 +57,6 @@ interface BufferedEvent extends StreamEvent {
   /** Arrival position in this process. */
   readonly seq: number;
   readonly tenantId: string;
-  /** The generation of the tenant's watch it was sent under. */
-  readonly generation: string;
   /** Approximate bytes held, for the window's bound. */
   readonly size: number;
 }
@@ -76,7 +68,6 @@ function resetEvent(detail: string): StreamEvent {
 
 const MISSED_RESET = 'Events may have been missed: read the task list again';
 const GAP_RESET = 'Notifications were interrupted and events may have been missed: read the task list again';
-const UNWATCHED_RESET = 'Events were not sent for a while (no stream watched them): read the task list again';
 
 /**
  * Reads tasks the notifications could not carry, batched: the reads asked for in one turn of the
@@ -126,7 +117,6 @@ interface NotifiedEvent {
   type: TaskEventType;
   tenant_id: string;
   task_id: string;
-  generation: number | string;
   task: Record<string, unknown> | null;
 }
 
@@ -139,7 +129,6 @@ function isNotifiedEvent(value: unknown): value is NotifiedEvent {
     TASK_EVENT_TYPES.includes(event.type as TaskEventType) &&
     typeof event.tenant_id === 'string' &&
     typeof event.task_id === 'string' &&
-    (typeof event.generation === 'number' || typeof event.generation === 'string') &&
     (event.task === null || (typeof event.task === 'object' && !Array.isArray(event.task)))
   );
 }
@@ -156,14 +145,12 @@ function isFinalSnapshot(event: NotifiedEvent): boolean {
 }
 
 /**
- * This process's view of the task events of every watched tenant: it listens on
- * TASK_EVENTS_CHANNEL (the triggers notify from whichever process changed a task, API or worker,
- * for the tenants some process watches: see EventWatches) and hands each event to the streams of
- * its tenant, and of its tenant only. It watches the tenants it has streams of. The latest events
- * are kept for streams that resume (Last-Event-ID). Events arrive in commit order, the same order
- * in every process, so a client may resume on any API process; one that lost its notification
- * connection cannot know what it missed and tells its streams to start over (a reset), as does a
- * stream whose tenant went unwatched for a while.
+ * This process's view of every tenant's task events: it listens on TASK_EVENTS_CHANNEL (the
+ * triggers notify from whichever process changed a task, API or worker) and hands each event to
+ * the streams of its tenant, and of its tenant only. The latest events are kept for streams that
+ * resume (Last-Event-ID). Events arrive in commit order, the same order in every process, so a
+ * client may resume on any API process; one that lost its notification connection cannot know
+ * what it missed and tells its streams to start over (a reset).
  *
  * The task JSON is made only when a stream needs it, once per event whatever the number of streams.
  */
@@ -175,21 +162,10 @@ export function createTaskEventHub(deps: {
   replayWindow: number;
   /** Streams per tenant in this process; 0: no limit. */
   maxStreamsPerTenant: number;
-  /** Whose events are sent: this process watches the tenants it has streams of. */
-  watches: EventWatches;
-  /** How often those watches are kept on: well within the time a watch outlives its streams. */
-  keepWatchesMs: number;
 }): TaskEventHub {
-  const { notifications, logger, replayWindow, maxStreamsPerTenant, watches } = deps;
+  const { notifications, logger, replayWindow, maxStreamsPerTenant } = deps;
   const readTask = createTaskReader(deps.db);
-  /** A stream's place: it gets events once `live`, when its tenant's events are sure to be sent. */
-  interface Subscription {
-    readonly subscriber: EventSubscriber;
-    live: boolean;
-  }
-  const subscribers = new Map<string, Set<Subscription>>();
-  /** The generation of each watch this process keeps on, for the tenants with a live stream here. */
-  const generations = new Map<string, string>();
+  const subscribers = new Map<string, Set<EventSubscriber>>();
   // The replay window: a queue of events in arrival order (the live part from `head` on), and
   // the same events by id.
   let window: BufferedEvent[] = [];
@@ -215,7 +191,6 @@ export function createTaskEventHub(deps: {
       seq: nextSeq++,
       event: type,
       tenantId,
-      generation: String(notified.generation),
       size,
       data() {
         data ??= make().then(
@@ -278,59 +253,21 @@ export function createTaskEventHub(deps: {
       if (!streams) continue;
       // Started now, so the reads of one notification's events share a query.
       event.data().catch(() => {});
-      for (const { subscriber, live } of streams) if (live) subscriber.deliver(event);
+      for (const subscriber of streams) subscriber.deliver(event);
     }
   }
-
-  function resetStreams(tenants: Iterable<string>, detail: string): void {
-    for (const tenantId of tenants) {
-      for (const { subscriber, live } of subscribers.get(tenantId) ?? []) if (live) subscriber.deliver(resetEvent(detail));
-    }
-  }
-
-  /** Takes the tenant's current watch generation: a new one means its streams here may have missed events. */
-  function adoptGeneration(tenantId: string, generation: string): void {
-    const known = generations.get(tenantId);
-    generations.set(tenantId, generation);
-    if (known !== undefined && known !== generation) resetStreams([tenantId], UNWATCHED_RESET);
-  }
-
-  // Keeps this process's watches on, and ends those nobody kept on (in any process). A watch found
-  // ended was kept on too late (this process or its database connection stalled): it starts again.
-  let keeping = false;
-  async function keepWatches(): Promise<void> {
-    if (keeping) return;
-    keeping = true;
-    try {
-      const tenants = [...generations.keys()];
-      const kept = await watches.keep(tenants);
-      for (const tenantId of tenants) {
-        const generation = kept.get(tenantId) ?? (await watches.watch(tenantId)).generation;
-        // Its streams may have closed meanwhile.
-        if (generations.has(tenantId)) adoptGeneration(tenantId, generation);
-      }
-    } catch (error) {
-      logger.warn('event stream watches could not be kept on', { error });
-    } finally {
-      keeping = false;
-    }
-  }
-  const keeper = setInterval(() => void keepWatches(), deps.keepWatchesMs);
-  keeper.unref();
 
   const stopReceiving = notifications.subscribe(TASK_EVENTS_CHANNEL, receive);
   // Listening again after the connection was lost: whatever was sent meanwhile never arrives.
   const stopWatchingGaps = notifications.onListening(() => {
     forgetAll();
-    resetStreams(subscribers.keys(), GAP_RESET);
+    for (const streams of subscribers.values()) for (const subscriber of streams) subscriber.deliver(resetEvent(GAP_RESET));
   });
 
-  function missedSince(tenantId: string, lastEventId: string, generation: string): StreamEvent[] {
+  function missedSince(tenantId: string, lastEventId: string): StreamEvent[] {
     const last = byId.get(lastEventId);
     // Another tenant's event id says nothing about this tenant's events, and must not reveal whether it is recent.
     if (!last || last.tenantId !== tenantId) return [resetEvent(MISSED_RESET)];
-    // Sent before a time its tenant went unwatched: what was changed then was never sent.
-    if (last.generation !== generation) return [resetEvent(UNWATCHED_RESET)];
     const missed: StreamEvent[] = [];
     for (let index = head + (last.seq - window[head]!.seq) + 1; index < window.length; index += 1) {
       const event = window[index]!;
@@ -340,56 +277,31 @@ export function createTaskEventHub(deps: {
   }
 
   return {
-    async subscribe(tenantId, lastEventId, subscriber) {
+    subscribe(tenantId, lastEventId, subscriber) {
       if (closed) throw new AppError('unavailable', 'The server is shutting down');
       let streams = subscribers.get(tenantId);
       if (maxStreamsPerTenant > 0 && (streams?.size ?? 0) >= maxStreamsPerTenant) {
         throw new AppError('too_many_requests', `This tenant already has ${maxStreamsPerTenant} event streams open`);
       }
       if (!streams) subscribers.set(tenantId, (streams = new Set()));
-      // Holds its place while the watch starts.
-      const subscription: Subscription = { subscriber, live: false };
-      streams.add(subscription);
-      const tenantStreams = streams;
-      const unsubscribe = () => {
-        tenantStreams.delete(subscription);
-        if (tenantStreams.size === 0 && subscribers.get(tenantId) === tenantStreams) {
-          subscribers.delete(tenantId);
-          generations.delete(tenantId);
-        }
+      streams.add(subscriber);
+      const replay = lastEventId === undefined ? [] : missedSince(tenantId, lastEventId);
+      return {
+        replay,
+        unsubscribe() {
+          streams.delete(subscriber);
+          if (streams.size === 0 && subscribers.get(tenantId) === streams) subscribers.delete(tenantId);
+        },
       };
-      let watch: Awaited<ReturnType<EventWatches['watch']>>;
-      try {
-        watch = await watches.watch(tenantId);
-      } catch (error) {
-        unsubscribe();
-        throw error;
-      }
-      if (closed) {
-        unsubscribe();
-        throw new AppError('unavailable', 'The server is shutting down');
-      }
-      // The events received while the watch started are in the window: a resume replays them,
-      // and a new stream starts after them.
-      adoptGeneration(tenantId, watch.generation);
-      subscription.live = true;
-      const replay = !watch.settled
-        ? [resetEvent(MISSED_RESET)]
-        : lastEventId === undefined
-          ? []
-          : missedSince(tenantId, lastEventId, watch.generation);
-      return { replay, unsubscribe };
     },
     close() {
       closed = true;
-      clearInterval(keeper);
       stopReceiving();
       stopWatchingGaps();
       const all = [...subscribers.values()].flatMap((streams) => [...streams]);
       subscribers.clear();
-      generations.clear();
       forgetAll();
-      for (const { subscriber } of all) subscriber.end();
+      for (const subscriber of all) subscriber.end();
     },
   };
 }

@@ -18,7 +18,6 @@ import { refusedTextSqlstate } from '../db/errors.js';
 import type { Notifications } from '../db/notifications.js';
 import { AppError, databaseUnavailable } from '../errors.js';
 import { eventRoutes } from '../events/events.routes.js';
-import { createEventWatches } from '../events/event-watches.js';
 import { createTaskEventHub } from '../events/task-events.js';
 import { healthRoutes } from '../health/health.routes.js';
 import { idempotent } from '../idempotency/idempotency.js';
@@ -144,8 +143,6 @@ export function createApp(deps: AppDeps) {
     logger,
     replayWindow: config.eventsReplayWindow,
     maxStreamsPerTenant: config.eventsMaxStreamsPerTenant,
-    watches: createEventWatches(db, config.eventsResumeSeconds),
-    keepWatchesMs: (config.eventsResumeSeconds * 1000) / 4,
   });
   deps.stopping?.addEventListener('abort', () => events.close(), { once: true });
   app.route('/', eventRoutes(events, authenticated, credentialsStillValid(credentials), { heartbeatMs: config.eventsHeartbeatSeconds * 1000 }));
