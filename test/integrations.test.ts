@@ -61,6 +61,11 @@ async function demote(app: TestApp, user: RegisteredUser, role: Role): Promise<v
   await eventually(async () => ((await app.get('/api/v1/auth/me', { token: user.token })).body.role === role ? true : undefined), {
     message: `${user.email} becoming ${role}`,
   });
+  // /me reads the user's row; authorization reads what this process remembers of it, which the
+  // change's notification updates a moment later (the role is below admin in every use here).
+  await eventually(async () => ((await app.get('/api/v1/tenant/webhook-secret', { token: user.token })).status === 403 ? true : undefined), {
+    message: `${user.email} refused as ${role}`,
+  });
 }
 
 describe('Slack integrations (private networks allowed)', () => {
