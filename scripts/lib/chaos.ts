@@ -245,6 +245,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // After a restart: both health checks answer 200 again, a new task is accepted, and the
     // worker starts running tasks again (the backlog built up meanwhile may take longer to drain).
     const awaitRecovery = async (since: Date) => {
+      const elapsed = () => Date.now() - since.getTime();
       const observer = new pg.Client({ connectionString: database.url });
       observer.on('error', () => {});
       try {
@@ -252,19 +253,19 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           const [apiHealth, workerHealth] = await Promise.all([httpJson(base, 'GET', '/health/api'), httpJson(base, 'GET', '/health/worker')]);
           return apiHealth.status === 200 && workerHealth.status === 200 ? true : undefined;
         }, 30_000);
-        const healthyAfter = Date.now() - since.getTime();
+        const healthyAfter = elapsed();
         const accepting = await pollUntil(async () => {
           const response = await httpJson(base, 'POST', '/api/v1/tasks', { json: taskBody('success', `probe-${since.getTime()}`, receiverUrl), token: tokens[0]! });
           return response.status === 201 ? true : undefined;
         }, 30_000);
-        const acceptingAfter = Date.now() - since.getTime();
+        const acceptingAfter = elapsed();
         await observer.connect();
         const working = await pollUntil(async () => {
           const { rows } = await observer.query('select 1 from tasks where started_at > $1 limit 1', [since]);
           return rows.length > 0 ? true : undefined;
         }, 30_000, 50);
-        const recovered = healthy && accepting && working ? Date.now() - since.getTime() : Number.POSITIVE_INFINITY;
-        progress(`healthy after ${healthyAfter} ms, accepting after ${acceptingAfter} ms, a task started after ${recovered} ms`);
+        const recovered = healthy && accepting && working ? elapsed() : Number.POSITIVE_INFINITY;
+        progress(`database back; service recovered in ${recovered} ms (healthy after ${healthyAfter} ms, accepting after ${acceptingAfter} ms)`);
         return recovered;
       } finally {
         await observer.end().catch(() => {});
@@ -305,7 +306,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         outage = undefined;
         const recovered = await awaitRecovery(new Date());
         recoveries.push(recovered);
-        progress(`database back; service recovered in ${recovered} ms`);
       } else {
         progress('worker SIGKILL');
         expectedExits.add(worker);
