@@ -11,7 +11,9 @@ import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { eventually } from './helpers/poll.js';
 
 /** pg-boss's fetch loops as the wake sees them: which queue, how many jobs in hand; and who was woken. */
-function fakeBoss(loops: { id: string; name: string; count: number }[]) {
+type Loop = { id: string; name: string; count: number; options?: { batchSize: number } };
+
+function fakeBoss(loops: Loop[]) {
   const woken: string[] = [];
   const boss = {
     getWipData: () => loops.map((loop) => ({ ...loop }) as unknown as WipData),
@@ -42,12 +44,13 @@ describe('waking fetch loops', () => {
     // What pg-boss's job insert sends for a queue created with `notify`.
     sql`select pg_notify('pgboss_' || left(encode(sha224('pgboss'::bytea), 'hex'), 24), ${queue})`.execute(db);
 
-  async function withWake(loops: { id: string; name: string; count: number }[], work: (fake: ReturnType<typeof fakeBoss>, wake: QueueWake) => Promise<void>) {
+  async function withWake(loops: Loop[], work: (fake: ReturnType<typeof fakeBoss>, wake: QueueWake) => Promise<void>) {
     const fake = fakeBoss(loops);
     const wake = startQueueWake(fake.boss, notifications, ['aoa', 'task-callbacks'], {
       queue: 'tasks',
       channel: 'tasks_queued_test',
       canRun: (tenantId) => !tenantsAtCap.has(tenantId),
+      someAtCap: () => tenantsAtCap.size > 0,
     });
     try {
       await work(fake, wake);
@@ -92,6 +95,42 @@ describe('waking fetch loops', () => {
       await eventually(() => (woken.includes('x') ? true : undefined), { message: 'the last notification handled' });
       assert.deepEqual(woken, ['t', 't', 'x'], 'one wake per notification naming a tenant with room');
     });
+  });
+
+  it('while a tenant is at its cap, wakes the plain-task loops that fetch one job at a time', async () => {
+    const loops = [
+      { id: 'batch-1', name: 'tasks', count: 0, options: { batchSize: 16 } },
+      { id: 'batch-2', name: 'tasks', count: 0, options: { batchSize: 16 } },
+      { id: 'one-1', name: 'tasks', count: 0, options: { batchSize: 1 } },
+      { id: 'one-2', name: 'tasks', count: 0, options: { batchSize: 1 } },
+      { id: 'x', name: 'task-callbacks', count: 0 },
+    ];
+    tenantsAtCap.clear();
+    await withWake(loops, async ({ woken }, wake) => {
+      wake.wakeOne('tasks');
+      await tasksQueued('tenant-b');
+      await insertNotification('task-callbacks');
+      await eventually(() => (woken.includes('x') ? true : undefined), { message: 'the notifications handled' });
+      assert.deepEqual(woken.splice(0), ['batch-1', 'batch-2', 'x'], 'with no tenant at its cap: the loops that fetch a batch');
+
+      tenantsAtCap.add('tenant-a');
+      wake.wakeOne('tasks');
+      await tasksQueued('tenant-b');
+      await insertNotification('task-callbacks');
+      await eventually(() => (woken.includes('x') ? true : undefined), { message: 'the notifications handled' });
+      assert.deepEqual(woken.splice(0), ['one-1', 'one-2', 'x'], "with tenant A at its cap, tenant B's task is fetched by itself");
+
+      loops[2]!.count = 1;
+      loops[3]!.count = 1;
+      wake.wakeOne('tasks');
+      assert.deepEqual(woken.splice(0), ['batch-1'], 'with the one-job loops busy: an idle batch loop');
+      loops[0]!.count = 16;
+      loops[1]!.count = 16;
+      wake.wakeOne('tasks');
+      wake.wakeOne('tasks');
+      assert.deepEqual(woken, ['one-1', 'one-2'], 'with every loop busy: a one-job loop, to fetch again after its job');
+    });
+    tenantsAtCap.clear();
   });
 
   it('with every loop busy, tells one to fetch again as soon as its batch is done; otherwise wakes an idle one', async () => {

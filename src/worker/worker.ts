@@ -39,6 +39,13 @@ export interface Worker {
 
 const TASKS_PER_FETCH = 16;
 /**
+ * Of the plain tasks' WORKER_CONCURRENCY loops, this share fetch one job at a time (none below 4
+ * loops), woken instead of the others while a tenant is at its cap (see startQueueWake): a tenant
+ * arriving behind another's backlog is fetched at once. `npm run bench -- --fairness` measures it
+ * (docs/performance.md).
+ */
+const oneJobLoops = (workerConcurrency: number) => Math.floor(workerConcurrency / 4);
+/**
  * A backstop poll for work that no NOTIFY announces: retries and scheduled tasks coming due, and
  * jobs returned by expiry. Half a second keeps retries "exact to within a second". One loop of
  * each task queue looks this often, woken in turn (an idle one, else a busy one once its batch is
@@ -95,6 +102,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     queue: TASK_QUEUE.task,
     channel: TASKS_QUEUED_CHANNEL,
     canRun: (tenantId) => !atCap(tenantId),
+    someAtCap: () => [...runningPerTenant.keys()].some(atCap),
   });
   /** Runs a fetched batch of plain tasks, counting them per tenant; a tenant that was at its cap has room again after. */
   const runCountedTaskJobs = async (jobs: Job<TaskJobData>[]) => {
@@ -162,14 +170,22 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     for (const queue of queues) wake.wakeOne(queue);
   }, DUE_WORK_POLL_MS);
   duePoll.unref();
-  for (const queue of queues) {
+  const oneJob = oneJobLoops(config.workerConcurrency);
+  const taskLoops = [
+    { queue: TASK_QUEUE.task, batchSize: TASKS_PER_FETCH, loops: config.workerConcurrency - oneJob },
+    { queue: TASK_QUEUE.task, batchSize: 1, loops: oneJob },
+    { queue: TASK_QUEUE.aoa, batchSize: TASKS_PER_FETCH, loops: config.workerConcurrency },
+  ].filter(({ loops }) => loops > 0);
+  for (const { queue, batchSize, loops } of taskLoops) {
     await boss.work<TaskJobData>(
       queue,
       {
         ...pollOptions,
-        batchSize: TASKS_PER_FETCH,
-        burstWhenBatchFull: true,
-        localConcurrency: config.workerConcurrency,
+        batchSize,
+        localConcurrency: loops,
+        // No burstWhenBatchFull: a loop fetching again the moment its full batch ended did so beside
+        // the loop woken for the tenant that batch had held at its cap, and two fetches at once each
+        // count the tenant's running jobs without the other's (together they took twice its share).
         // Each delivery settles on its own: one that could not record its outcome is failed (and
         // redelivered) without failing batch-mates that already scheduled their own retries.
         perJobResults: true,
@@ -180,7 +196,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       },
       (jobs) => {
         // A fetch that came back full left work behind: another loop joins in (see startQueueWake).
-        if (jobs.length >= TASKS_PER_FETCH) wake.wakeOne(queue);
+        if (jobs.length >= batchSize) wake.wakeOne(queue);
         return queue === TASK_QUEUE.task ? runCountedTaskJobs(jobs) : runTaskJobs(jobs);
       },
     );
