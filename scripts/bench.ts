@@ -22,7 +22,8 @@
  * - raw: raw pg-boss, `send()` per job at the same concurrency, `work()` in batches of 50 whose
  *   handler makes the same HTTP POST: the end-to-end floor the queue itself sets;
  * - fairness (--fairness): tenant A queues `--backlog` tasks while no worker runs; the worker
- *   starts; tenant B sends 20 tasks: B's pickup, and how fast A's backlog drains meanwhile.
+ *   starts; tenant B sends 20 tasks: B's pickup, how fast A's backlog drains meanwhile, and the
+ *   most of A's tasks that ran at once (against its cap).
  * - login flood (--login-flood): GET /api/v1/tasks/{id} latency, 4 in flight, alone and while 50
  *   clients keep sending wrong-password sign-ins (the failure limit off, so every one reaches
  *   the password hashing and its bounded line).
@@ -444,6 +445,26 @@ async function benchRawPgBoss(databaseUrl: string, slackUrl: string) {
   }
 }
 
+/**
+ * The most of a tenant's tasks that were running (claimed, not yet finished) at one instant, from
+ * their timestamps: how well its cap (TENANT_MAX_ACTIVE_TASKS) held. A finish and a start at the
+ * same instant count as one after the other.
+ */
+async function mostRunningAtOnce(url: string, tenantId: string): Promise<number> {
+  const [row] = await query<{ most: number }>(
+    url,
+    `select coalesce(max(running), 0)::int as most from (
+       select sum(delta) over (order by at, delta rows unbounded preceding) as running from (
+         select started_at as at, 1 as delta from tasks where tenant_id = $1 and started_at is not null
+         union all
+         select finished_at, -1 from tasks where tenant_id = $1 and started_at is not null and finished_at is not null
+       ) as changes
+     ) as over_time`,
+    [tenantId],
+  );
+  return row!.most;
+}
+
 async function benchFairness(databaseUrl: string, slackUrl: string) {
   const service = await startService(databaseUrl, slackUrl, false);
   try {
@@ -465,7 +486,8 @@ async function benchFairness(databaseUrl: string, slackUrl: string) {
     const drainPerSecond = BACKLOG / ((performance.now() - drainStarted) / 1000);
     memory.stop();
     const workerRssAfterMb = rssMb(service.worker!.child.pid);
-    return { tenantBPickup, drainPerSecond, workerRssPeakMb: memory.peaks.worker ?? NaN, workerRssAfterMb };
+    const tenantAMostRunning = await mostRunningAtOnce(databaseUrl, tenantA.tenantId);
+    return { tenantBPickup, drainPerSecond, tenantAMostRunning, workerRssPeakMb: memory.peaks.worker ?? NaN, workerRssAfterMb };
   } finally {
     await stopAll([service.api, ...(service.worker ? [service.worker] : [])]);
   }
@@ -550,6 +572,7 @@ try {
     ...(fairness
       ? ([
           [`fairness: tenant B's pickup behind A's ${BACKLOG} backlog`, `p50 ${round(fairness.tenantBPickup.p50)} ms, p99 ${round(fairness.tenantBPickup.p99)} ms`, '', '', 'p99 ≤ 250 ms'],
+          ["fairness: the most of A's tasks running at once", String(fairness.tenantAMostRunning), `its cap: ${process.env.TENANT_MAX_ACTIVE_TASKS ?? 16}`, '', ''],
           ["fairness: A's backlog drains at (tasks/s)", String(round(fairness.drainPerSecond, 0)), `unloaded end to end: ${round(loaded.endToEndPerSecond, 0)}`, String(ratio(fairness.drainPerSecond, loaded.endToEndPerSecond)), '≥ 0.8'],
         ] as [string, string, string, string, string][])
       : []),
