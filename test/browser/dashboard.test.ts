@@ -176,6 +176,30 @@ describe('the dashboard in Chromium', () => {
     await headerStatus(page, 'canceled').waitFor();
   });
 
+  test('a live refresh answered 503 is tried again, and the page goes on following its task', async () => {
+    const channel = newChannel('busy-server');
+    slack.route(channel, () => ({ hang: true }));
+    const task = await createTask(app, owner.api.token, { payload: slackPayload(channel) });
+    const page = await newPage();
+    const errors = pageErrors.at(-1)!;
+    await signIn(page, owner);
+    await page.goto(`${app.url}/app/tasks/${task.id}`);
+    await headerStatus(page, 'in_progress').waitFor();
+    // The server too busy for the page's next two reads (a connection pool exhausted for a moment).
+    let refused = 0;
+    await page.route(`${app.url}/app/tasks/${task.id}`, (route) => {
+      if (route.request().resourceType() !== 'fetch' || refused >= 2) return route.continue();
+      refused += 1;
+      return route.fulfill({ status: 503, contentType: 'application/json', body: '{"detail":"Database unavailable"}' });
+    });
+    assert.equal((await app.delete(`/api/v1/tasks/${task.id}`, { token: owner.api.token })).status, 200);
+    await headerStatus(page, 'canceled').waitFor();
+    assert.equal(refused, 2, 'both refused reads were tried again');
+    assert.match((await page.locator('.live-status').textContent()) ?? '', /^Live/);
+    // The browser reports each refused read on the console: expected here, and only here.
+    errors.splice(0, errors.length, ...errors.filter((error) => !/status of 503/.test(error)));
+  });
+
   test('a form posted without its CSRF token is refused', async () => {
     const { page, api } = owner;
     const task = await createTask(app, api.token, { payload: slackPayload(newChannel('later')), delay_seconds: 3600 });

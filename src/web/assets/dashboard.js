@@ -83,6 +83,30 @@
     }
   }
 
+  var LIVE = 'Live: changes appear as they happen.';
+  var STOPPED = 'Live updates stopped. Reload the page to see changes.';
+  /**
+   * After a failure (the server busy, restarting or unreachable), the next try waits this long,
+   * then longer: a moment's 503 must not end a page's live updates for good.
+   */
+  var RETRY_DELAYS_MS = [500, 1000, 2000, 5000, 10000];
+  var failures = 0;
+  var ended = false;
+  var source = null;
+
+  function retryDelay() {
+    var delay = RETRY_DELAYS_MS[Math.min(failures, RETRY_DELAYS_MS.length - 1)];
+    failures += 1;
+    return delay;
+  }
+
+  /** The session ended (the server sent the page to the sign-in page): nothing live can be shown any more. */
+  function end() {
+    ended = true;
+    if (source) source.close();
+    say(STOPPED);
+  }
+
   var refreshing = false;
   var pending = false;
   var timer = null;
@@ -95,18 +119,26 @@
     refreshing = true;
     fetch(window.location.href, { credentials: 'same-origin', headers: { Accept: 'text/html' } })
       .then(function (response) {
-        // Sent to the sign-in page: the session ended, and this page can no longer be shown.
-        if (!response.ok || response.redirected) throw new Error('refresh answered ' + response.status);
-        return response.text();
-      })
-      .then(function (html) {
-        swap(new DOMParser().parseFromString(html, 'text/html'));
+        if (response.redirected) return 'ended';
+        if (!response.ok) throw new Error('refresh answered ' + response.status);
+        return response.text().then(function (html) {
+          swap(new DOMParser().parseFromString(html, 'text/html'));
+          return 'shown';
+        });
       })
       .catch(function () {
-        say('Live updates stopped. Reload the page to see changes.');
+        return 'failed';
       })
-      .then(function () {
+      .then(function (outcome) {
         refreshing = false;
+        if (outcome === 'ended') return end();
+        if (outcome === 'failed') {
+          say('Reconnecting…');
+          window.setTimeout(refresh, retryDelay());
+          return;
+        }
+        failures = 0;
+        if (source && source.readyState === EventSource.OPEN) say(LIVE);
         if (pending) {
           pending = false;
           schedule();
@@ -115,7 +147,7 @@
   }
 
   function schedule() {
-    if (timer === null) {
+    if (timer === null && !ended) {
       timer = window.setTimeout(function () {
         timer = null;
         refresh();
@@ -123,30 +155,42 @@
     }
   }
 
-  var source = new EventSource(eventsUrl);
-  source.onopen = function () {
-    say('Live: changes appear as they happen.');
-    // What changed between the page's rendering (or the last connection) and now came before
-    // the stream: read the page once more.
-    schedule();
-  };
-  source.onerror = function () {
-    // The browser reconnects by itself (resuming after the last event) unless the server refused.
-    say(source.readyState === EventSource.CLOSED ? 'Live updates stopped. Reload the page to see changes.' : 'Reconnecting…');
-  };
-  EVENT_TYPES.forEach(function (type) {
-    source.addEventListener(type, function (event) {
-      var task;
-      try {
-        task = JSON.parse(event.data);
-      } catch (error) {
-        return;
-      }
-      if (!concerns(task)) return;
-      if (task.next_task_id && live.indexOf('task:') === 0) chainedSinceRender.push(task.next_task_id);
+  function connect() {
+    source = new EventSource(eventsUrl);
+    source.onopen = function () {
+      say(LIVE);
+      // What changed between the page's rendering (or the last connection) and now came before
+      // the stream: read the page once more.
       schedule();
+    };
+    source.onerror = function () {
+      if (ended) return;
+      say('Reconnecting…');
+      // The browser reconnects by itself (resuming after the last event) after a dropped
+      // connection, but not after an answer that is not a stream (a 503, a sign-in page): then
+      // the page is read again (which finds a session that ended) and a new stream opened a
+      // little later (whose opening reads the page once more).
+      if (source.readyState !== EventSource.CLOSED) return;
+      refresh();
+      window.setTimeout(function () {
+        if (!ended) connect();
+      }, retryDelay());
+    };
+    EVENT_TYPES.forEach(function (type) {
+      source.addEventListener(type, function (event) {
+        var task;
+        try {
+          task = JSON.parse(event.data);
+        } catch (error) {
+          return;
+        }
+        if (!concerns(task)) return;
+        if (task.next_task_id && live.indexOf('task:') === 0) chainedSinceRender.push(task.next_task_id);
+        schedule();
+      });
     });
-  });
-  // Events were missed (the server says so): whatever the page shows may be stale.
-  source.addEventListener('reset', schedule);
+    // Events were missed (the server says so): whatever the page shows may be stale.
+    source.addEventListener('reset', schedule);
+  }
+  connect();
 })();
