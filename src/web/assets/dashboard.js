@@ -90,13 +90,14 @@
    * then longer: a moment's 503 must not end a page's live updates for good.
    */
   var RETRY_DELAYS_MS = [500, 1000, 2000, 5000, 10000];
-  var failures = 0;
+  /** Failures in a row, of the page's reads and of the stream's openings (each counts its own). */
+  var failures = { read: 0, stream: 0 };
   var ended = false;
   var source = null;
 
-  function retryDelay() {
-    var delay = RETRY_DELAYS_MS[Math.min(failures, RETRY_DELAYS_MS.length - 1)];
-    failures += 1;
+  function retryDelay(kind) {
+    var delay = RETRY_DELAYS_MS[Math.min(failures[kind], RETRY_DELAYS_MS.length - 1)];
+    failures[kind] += 1;
     return delay;
   }
 
@@ -134,10 +135,10 @@
         if (outcome === 'ended') return end();
         if (outcome === 'failed') {
           say('Reconnecting…');
-          window.setTimeout(refresh, retryDelay());
+          window.setTimeout(refresh, retryDelay('read'));
           return;
         }
-        failures = 0;
+        failures.read = 0;
         if (source && source.readyState === EventSource.OPEN) say(LIVE);
         if (pending) {
           pending = false;
@@ -158,6 +159,7 @@
   function connect() {
     source = new EventSource(eventsUrl);
     source.onopen = function () {
+      failures.stream = 0;
       say(LIVE);
       // What changed between the page's rendering (or the last connection) and now came before
       // the stream: read the page once more.
@@ -174,7 +176,7 @@
       refresh();
       window.setTimeout(function () {
         if (!ended) connect();
-      }, retryDelay());
+      }, retryDelay('stream'));
     };
     EVENT_TYPES.forEach(function (type) {
       source.addEventListener(type, function (event) {
