@@ -1,4 +1,5 @@
 import type { Job, JobResult, PgBoss } from 'pg-boss';
+import { setTimeout as sleep } from 'node:timers/promises';
 import * as v from 'valibot';
 import { actionFor } from '../actions/registry.js';
 import { deleteEndedWindows } from '../auth/throttle.js';
@@ -89,6 +90,17 @@ export async function sweepOrphanedTasks(db: Db, execution: TaskExecution, idleS
   return failed;
 }
 
+/** How long a starting loop's first fetch is waited for before the next loop starts anyway (a database slow to answer). */
+const FIRST_FETCH_WAIT_MS = 2_000;
+const FIRST_FETCH_CHECK_MS = 5;
+
+/** Resolves once the loop pg-boss registered as `workId` has made its first fetch, or failed it, or after FIRST_FETCH_WAIT_MS. */
+async function firstFetchMade(boss: PgBoss, workId: string): Promise<void> {
+  const deadline = Date.now() + FIRST_FETCH_WAIT_MS;
+  const fetched = () => boss.getWipData().some((loop) => loop.workId === workId && (loop.lastFetchedOn || loop.lastErrorOn));
+  while (!fetched() && Date.now() < deadline) await sleep(FIRST_FETCH_CHECK_MS);
+}
+
 export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   const { db, boss, config, logger, watch, metrics } = deps;
   const heartbeat = await startHeartbeat(db, watch);
@@ -177,7 +189,18 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     { queue: TASK_QUEUE.aoa, batchSize: TASKS_PER_FETCH, loops: config.workerConcurrency },
   ].filter(({ loops }) => loops > 0);
   for (const { queue, batchSize, loops } of taskLoops) {
-    await boss.work<TaskJobData>(
+    // The plain tasks' loops start one after another, each once the one before has made its first
+    // fetch (pg-boss starts a loop with one): started together, every first fetch counted a
+    // tenant's running tasks without the others', and a worker starting on one tenant's backlog
+    // ran 48-91 of its tasks at once, with a cap of 16.
+    const oneAtATime = queue === TASK_QUEUE.task;
+    for (let started = 0; started < loops; started += oneAtATime ? 1 : loops) {
+      const workId = await startTaskLoops(queue, batchSize, oneAtATime ? 1 : loops);
+      if (oneAtATime) await firstFetchMade(boss, workId);
+    }
+  }
+  async function startTaskLoops(queue: string, batchSize: number, loops: number) {
+    return boss.work<TaskJobData>(
       queue,
       {
         ...pollOptions,
