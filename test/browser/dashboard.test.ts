@@ -118,7 +118,7 @@ describe('the dashboard in Chromium', () => {
       slack.requestsFor(channel).map((request) => request.body.text),
       ['first', 'second', 'third'],
     );
-    assert.match((await page.locator('.live-status').textContent()) ?? '', /^Live/);
+    assert.match((await page.locator('.live-status').textContent()) ?? '', /^Live: /);
   });
 
   test('a running task is canceled with its button', async () => {
@@ -195,7 +195,7 @@ describe('the dashboard in Chromium', () => {
     assert.equal((await app.delete(`/api/v1/tasks/${task.id}`, { token: owner.api.token })).status, 200);
     await headerStatus(page, 'canceled').waitFor();
     assert.equal(refused, 2, 'both refused reads were tried again');
-    assert.match((await page.locator('.live-status').textContent()) ?? '', /^Live/);
+    assert.match((await page.locator('.live-status').textContent()) ?? '', /^Live: /);
     // The browser reports each refused read on the console: expected here, and only here.
     errors.splice(0, errors.length, ...errors.filter((error) => !/status of 503/.test(error)));
   });

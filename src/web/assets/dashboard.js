@@ -101,7 +101,7 @@
     return delay;
   }
 
-  /** The session ended (the server sent the page to the sign-in page): nothing live can be shown any more. */
+  /** The page can no longer be shown (the session ended, the task is gone): its live updates stop. */
   function end() {
     ended = true;
     if (source) source.close();
@@ -111,16 +111,21 @@
   var refreshing = false;
   var pending = false;
   var timer = null;
+  /** A failed read's next try, while it waits: one at a time, whatever asks for reads meanwhile. */
+  var retryTimer = null;
 
   function refresh() {
-    if (refreshing) {
+    if (ended) return;
+    if (refreshing || retryTimer !== null) {
       pending = true;
       return;
     }
     refreshing = true;
     fetch(window.location.href, { credentials: 'same-origin', headers: { Accept: 'text/html' } })
       .then(function (response) {
-        if (response.redirected) return 'ended';
+        // Sent to the sign-in page (the session ended), or refused for good (the task deleted, the
+        // role taken away): this page can no longer be shown.
+        if (response.redirected || (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429)) return 'ended';
         if (!response.ok) throw new Error('refresh answered ' + response.status);
         return response.text().then(function (html) {
           swap(new DOMParser().parseFromString(html, 'text/html'));
@@ -135,7 +140,11 @@
         if (outcome === 'ended') return end();
         if (outcome === 'failed') {
           say('Reconnecting…');
-          window.setTimeout(refresh, retryDelay('read'));
+          retryTimer = window.setTimeout(function () {
+            retryTimer = null;
+            pending = false;
+            refresh();
+          }, retryDelay('read'));
           return;
         }
         failures.read = 0;
