@@ -90,13 +90,15 @@ export async function sweepOrphanedTasks(db: Db, execution: TaskExecution, idleS
   return failed;
 }
 
-/** How long a starting loop's first fetch is waited for before the next loop starts anyway (a database slow to answer). */
-const FIRST_FETCH_WAIT_MS = 2_000;
+/**
+ * How long a worker's start waits in all for its plain-task loops' first fetches, one after
+ * another, before it starts the rest at once (a database slow to answer, a great many loops).
+ */
+const FIRST_FETCHES_WAIT_MS = 3_000;
 const FIRST_FETCH_CHECK_MS = 5;
 
-/** Resolves once the loop pg-boss registered as `workId` has made its first fetch, or failed it, or after FIRST_FETCH_WAIT_MS. */
-async function firstFetchMade(boss: PgBoss, workId: string): Promise<void> {
-  const deadline = Date.now() + FIRST_FETCH_WAIT_MS;
+/** Resolves once the loop pg-boss registered as `workId` has made its first fetch, or failed it, or at `deadline`. */
+async function firstFetchMade(boss: PgBoss, workId: string, deadline: number): Promise<void> {
   const fetched = () => boss.getWipData().some((loop) => loop.workId === workId && (loop.lastFetchedOn || loop.lastErrorOn));
   while (!fetched() && Date.now() < deadline) await sleep(FIRST_FETCH_CHECK_MS);
 }
@@ -184,19 +186,20 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   duePoll.unref();
   const oneJob = oneJobLoops(config.workerConcurrency);
   const taskLoops = [
+    { queue: TASK_QUEUE.aoa, batchSize: TASKS_PER_FETCH, loops: config.workerConcurrency },
     { queue: TASK_QUEUE.task, batchSize: TASKS_PER_FETCH, loops: config.workerConcurrency - oneJob },
     { queue: TASK_QUEUE.task, batchSize: 1, loops: oneJob },
-    { queue: TASK_QUEUE.aoa, batchSize: TASKS_PER_FETCH, loops: config.workerConcurrency },
   ].filter(({ loops }) => loops > 0);
+  // The plain tasks' loops start one after another, each once the one before has made its first
+  // fetch (pg-boss starts a loop with one), for at most FIRST_FETCHES_WAIT_MS in all: started
+  // together, every first fetch counted a tenant's running tasks without the others', and a worker
+  // starting on one tenant's backlog ran 48-91 of its tasks at once, with a cap of 16.
+  const staggerUntil = Date.now() + FIRST_FETCHES_WAIT_MS;
   for (const { queue, batchSize, loops } of taskLoops) {
-    // The plain tasks' loops start one after another, each once the one before has made its first
-    // fetch (pg-boss starts a loop with one): started together, every first fetch counted a
-    // tenant's running tasks without the others', and a worker starting on one tenant's backlog
-    // ran 48-91 of its tasks at once, with a cap of 16.
     const oneAtATime = queue === TASK_QUEUE.task;
     for (let started = 0; started < loops; started += oneAtATime ? 1 : loops) {
       const workId = await startTaskLoops(queue, batchSize, oneAtATime ? 1 : loops);
-      if (oneAtATime) await firstFetchMade(boss, workId);
+      if (oneAtATime) await firstFetchMade(boss, workId, staggerUntil);
     }
   }
   async function startTaskLoops(queue: string, batchSize: number, loops: number) {
@@ -218,9 +221,12 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
         ...(queue === TASK_QUEUE.task ? { groupConcurrency: config.tenantMaxActiveTasks } : {}),
       },
       (jobs) => {
+        // Counted first (runCountedTaskJobs counts before it awaits anything), so the wake below
+        // sees a tenant this batch brought to its cap.
+        const running = queue === TASK_QUEUE.task ? runCountedTaskJobs(jobs) : runTaskJobs(jobs);
         // A fetch that came back full left work behind: another loop joins in (see startQueueWake).
         if (jobs.length >= batchSize) wake.wakeOne(queue);
-        return queue === TASK_QUEUE.task ? runCountedTaskJobs(jobs) : runTaskJobs(jobs);
+        return running;
       },
     );
   }
