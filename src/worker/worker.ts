@@ -196,10 +196,12 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   // starting on one tenant's backlog ran 48-91 of its tasks at once, with a cap of 16.
   const staggerUntil = Date.now() + FIRST_FETCHES_WAIT_MS;
   for (const { queue, batchSize, loops } of taskLoops) {
-    const oneAtATime = queue === TASK_QUEUE.task;
-    for (let started = 0; started < loops; started += oneAtATime ? 1 : loops) {
-      const workId = await startTaskLoops(queue, batchSize, oneAtATime ? 1 : loops);
-      if (oneAtATime) await firstFetchMade(boss, workId, staggerUntil);
+    if (queue !== TASK_QUEUE.task) {
+      await startTaskLoops(queue, batchSize, loops);
+      continue;
+    }
+    for (let started = 0; started < loops; started += 1) {
+      await firstFetchMade(boss, await startTaskLoops(queue, batchSize, 1), staggerUntil);
     }
   }
   async function startTaskLoops(queue: string, batchSize: number, loops: number) {
