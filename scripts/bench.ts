@@ -572,7 +572,7 @@ try {
     ...(fairness
       ? ([
           [`fairness: tenant B's pickup behind A's ${BACKLOG} backlog`, `p50 ${round(fairness.tenantBPickup.p50)} ms, p99 ${round(fairness.tenantBPickup.p99)} ms`, '', '', 'p99 ≤ 250 ms'],
-          ["fairness: the most of A's tasks running at once", String(fairness.tenantAMostRunning), `its cap: ${process.env.TENANT_MAX_ACTIVE_TASKS ?? 16}`, '', ''],
+          ["fairness: the most of A's tasks running at once", String(fairness.tenantAMostRunning), `its cap: ${process.env.TENANT_MAX_ACTIVE_TASKS ?? 32}`, '', ''],
           ["fairness: A's backlog drains at (tasks/s)", String(round(fairness.drainPerSecond, 0)), `unloaded end to end: ${round(loaded.endToEndPerSecond, 0)}`, String(ratio(fairness.drainPerSecond, loaded.endToEndPerSecond)), '≥ 0.8'],
         ] as [string, string, string, string, string][])
       : []),

@@ -127,7 +127,7 @@ const EnvSchema = v.object({
   API_DOCS: booleanFlag(true),
   MAX_BODY_BYTES: positiveInteger(MIB, 100 * MIB),
   WORKER_CONCURRENCY: positiveInteger(8, 256),
-  TENANT_MAX_ACTIVE_TASKS: positiveInteger(16, 10_000),
+  TENANT_MAX_ACTIVE_TASKS: positiveInteger(32, 10_000),
   LOGIN_FAILURE_LIMIT: limit(10, 1_000_000),
   REGISTRATION_LIMIT_PER_HOUR: limit(20, 1_000_000),
   TENANT_RATE_LIMIT_PER_SECOND: limit(100, 1_000_000),

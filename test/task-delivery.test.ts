@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Job } from 'pg-boss';
 import { actionFor } from '../src/actions/registry.js';
+import type { Config } from '../src/config.js';
 import { silentLogger } from '../src/logger.js';
 import { createTaskQueue, type TaskJobData } from '../src/queue/task-queue.js';
 import { createTaskExecution, type Delivery } from '../src/tasks/task-execution.js';
@@ -45,11 +46,11 @@ after(async () => {
 
 const neverCanceled: CancelWatch = { watch: () => () => {}, stop: () => {} };
 
-function runner(watch: CancelWatch = cancelWatch) {
-  const execution = createTaskExecution({ db: app.db, queue: createTaskQueue(app.boss), config: app.config, metrics: app.metrics });
+function runner(watch: CancelWatch = cancelWatch, config: Config = app.config) {
+  const execution = createTaskExecution({ db: app.db, queue: createTaskQueue(app.boss), config, metrics: app.metrics });
   const run = createTaskRunner({
     db: app.db,
-    config: app.config,
+    config,
     logger: silentLogger,
     watch: app.watch,
     execution,
@@ -71,6 +72,18 @@ async function fetchJob(taskId: string): Promise<Job<TaskJobData>> {
   assert.ok(job, `the job of task ${taskId} was fetchable`);
   return { ...job, signal: new AbortController().signal };
 }
+
+/** Fetches the jobs of `taskIds`, in their order, as fetchJob does. */
+async function fetchJobs(taskIds: readonly string[]): Promise<Job<TaskJobData>[]> {
+  const jobs = await app.boss.fetch<TaskJobData>('tasks', { batchSize: 100 });
+  return taskIds.map((taskId) => {
+    const job = jobs.find((candidate) => candidate.id === taskId);
+    assert.ok(job, `the job of task ${taskId} was fetchable`);
+    return { ...job, signal: new AbortController().signal };
+  });
+}
+
+const deliveryOf = (job: Job<TaskJobData>, tenantId: string): Delivery => ({ taskId: job.id, tenantId, attempt: { id: job.id, retryCount: job.retryCount } });
 
 async function jobsOf(taskId: string) {
   return app.boss.findJobs('tasks', { id: taskId });
@@ -220,6 +233,59 @@ describe('a claim retried after its reply was lost', () => {
     assert.equal(waiting.status, 'queued');
     assert.equal(waiting.retry_count, 1);
     assert.equal(count(await logMessages(app, task.id), (message) => message === 'Task execution started'), 1);
+  });
+});
+
+describe("a tenant's cap of running tasks, counted as deliveries claim", () => {
+  test('two batches claimed at the same instant together claim no more than the cap', async () => {
+    const user = await registerAndLogin(app, 'cap-race');
+    const channel = newChannel('cap-race');
+    const ids: string[] = [];
+    for (let index = 0; index < 6; index += 1) ids.push((await createTask(app, user.token, { payload: slackPayload(channel) })).id);
+    const jobs = await fetchJobs(ids);
+    // Two fetches that each took three of the tenant's jobs, as two loops or workers can at one instant.
+    const { execution } = runner(cancelWatch, { ...app.config, tenantMaxActiveTasks: 2 });
+    const begun = (
+      await Promise.all([execution.beginMany(jobs.slice(0, 3).map((job) => deliveryOf(job, user.tenantId))), execution.beginMany(jobs.slice(3).map((job) => deliveryOf(job, user.tenantId)))])
+    ).flat();
+
+    assert.equal(begun.filter((begin) => begin.run).length, 2, JSON.stringify(begun.map((begin) => (begin.run ? 'run' : begin.reason))));
+    assert.equal(begun.filter((begin) => !begin.run && begin.reason === 'tenant at its cap').length, 4);
+    const rows = await tenantTasks(app, user.tenantId);
+    assert.equal(rows.filter((row) => row.status === 'in_progress').length, 2);
+    assert.equal(rows.filter((row) => row.status === 'queued').length, 4);
+    let started = 0;
+    for (const id of ids) started += count(await logMessages(app, id), (message) => message === 'Task execution started');
+    assert.equal(started, 2, 'only the claimed tasks have a start in their audit trail');
+  });
+
+  test('a delivery put back at the cap starts its task once the tenant has room, and never before', async () => {
+    const user = await registerAndLogin(app, 'cap-deferred');
+    const [slowChannel, waitingChannel] = [newChannel('cap-slow'), newChannel('cap-waiting')];
+    slack.route(slowChannel, () => ({ status: 200, body: 'ok', delayMs: 300 }));
+    const slow = await createTask(app, user.token, { payload: slackPayload(slowChannel) });
+    const waiting = await createTask(app, user.token, { payload: slackPayload(waitingChannel) });
+    const [slowJob, waitingJob] = await fetchJobs([slow.id, waiting.id]);
+    const { run } = runner(cancelWatch, { ...app.config, tenantMaxActiveTasks: 1 });
+
+    const running = run([slowJob!]);
+    await waitForStatus(app, user.token, slow.id, 'in_progress', 5_000);
+    assert.deepEqual(await run([waitingJob!]), [{ id: waitingJob!.id, status: 'completed' }], 'the put-back delivery settles');
+    const [putBack] = await jobsOf(waiting.id);
+    assert.equal(putBack!.state, 'retry', 'its job waits in the queue again');
+    assert.equal((await getTask(app, user.token, waiting.id)).status, 'queued');
+    assert.equal(slack.requestsFor(waitingChannel).length, 0, 'it did not run beside the task holding the cap');
+    assert.equal(count(await logMessages(app, waiting.id), (message) => message === 'Task execution started'), 0, 'nor was it recorded as started');
+    await running;
+
+    const [nextDelivery] = await fetchJobs([waiting.id]);
+    assert.equal(nextDelivery!.retryCount, waitingJob!.retryCount + 1, 'the next delivery is a new one, so the first cannot settle it');
+    await run([nextDelivery!]);
+    const done = await getTask(app, user.token, waiting.id);
+    assert.equal(done.status, 'success');
+    assert.equal(done.retry_count, 0, 'being put back spent none of its retries');
+    assert.equal(slack.requestsFor(waitingChannel).length, 1);
+    assert.equal(count(await logMessages(app, waiting.id), (message) => message === 'Task execution started'), 1);
   });
 });
 

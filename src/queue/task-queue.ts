@@ -106,6 +106,12 @@ export interface TaskQueue {
    */
   resumeAt(trx: Trx, task: TaskRow, attempt: JobAttempt, runAt: Date): Promise<void>;
   /**
+   * Ends deliveries of plain tasks that claimed nothing as their tenant was running its cap, and
+   * puts their jobs back where they were in the queue: a next delivery claims the task when there
+   * is room. It uses a delivery of the job, never one of the task's, and adds one to the job's.
+   */
+  deferAtCap(trx: Trx, attempts: readonly JobAttempt[]): Promise<void>;
+  /**
    * Completes the jobs of tasks that failed for good, in that state change's transaction, for
    * the reason completeTaskJobs gives (which successes use, inside their one statement).
    */
@@ -289,6 +295,20 @@ export function createTaskQueue(boss: PgBoss): TaskQueue {
       // As retryAt, with one delivery more for the resumption.
       await boss.fail(queue, attempt, { waiting_until: runAt.toISOString() }, { db });
       await boss.update(queue, undefined, { id: task.id, startAfter: runAt, retryLimit: deliveryLimitAfterWait(task, attempt.retryCount), db });
+    },
+
+    async deferAtCap(trx, attempts) {
+      if (attempts.length === 0) return;
+      // One delivery more first, so that failing this one leaves the job to retry even on its last
+      // delivery; the fenced fail() then makes it due again at once (task jobs have no retry delay),
+      // and the queue's group concurrency holds it back until its tenant has room. Two statements
+      // for any number of jobs: a race between fetches can put back a whole batch.
+      await sql`
+        update ${sql.table(`${BOSS_SCHEMA}.job`)} as job set retry_limit = job.retry_limit + 1
+        from unnest(${attempts.map((attempt) => attempt.id)}::uuid[], ${attempts.map((attempt) => attempt.retryCount)}::int[]) as attempt(id, retry_count)
+        where job.name = ${TASK_QUEUE.task} and job.id = attempt.id and job.state = 'active' and job.retry_count = attempt.retry_count
+      `.execute(trx);
+      await boss.fail(TASK_QUEUE.task, [...attempts], { deferred: 'its tenant was running its cap of tasks' }, { db: fromKysely(trx) });
     },
 
     async complete(trx, finished) {

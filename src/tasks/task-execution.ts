@@ -28,7 +28,9 @@ export interface Success {
 
 export type Begin =
   | { run: true; task: TaskRow }
-  | { run: false; reason: 'missing' | 'finished' | 'held elsewhere' | 'lost attempt recorded' | 'not claimable' };
+  | { run: false; reason: 'missing' | 'finished' | 'held elsewhere' | 'lost attempt recorded' | 'not claimable' }
+  /** Its tenant was running its cap of tasks: nothing was claimed, and the delivery is to be put back (deferAtCap). */
+  | { run: false; reason: 'tenant at its cap' };
 
 export const LOST_ATTEMPT_ERROR = 'The worker running this attempt stopped before it finished';
 export const ORPHANED_ERROR = 'The queue no longer holds a job for this task (its deliveries were used up or it expired)';
@@ -107,20 +109,32 @@ export function createTaskExecution(deps: {
    * reply arriving.
    */
   async function beginMany(deliveries: readonly Delivery[], options: { retrying?: boolean } = {}): Promise<Begin[]> {
-    const claimed = await claimTasks(
+    const { claimed, atCap } = await claimTasks(
       db,
       deliveries.map((delivery) => ({ tenantId: delivery.tenantId, taskId: delivery.taskId, delivery: delivery.attempt.retryCount })),
-      { started: audit.started, resumed: audit.resumed },
+      { started: audit.started, resumed: audit.resumed, runningCap: config.tenantMaxActiveTasks },
     );
     // A resumed attempt started when it was first claimed.
     metrics.tasksStarted(claimed.filter((task) => !task.resumed).map((task) => ({ ...task, dueAt: task.due_at })));
     const byId = new Map(claimed.map((task) => [task.id, task]));
+    const atCapIds = new Set(atCap);
     return Promise.all(
       deliveries.map(async (delivery): Promise<Begin> => {
         const task = byId.get(delivery.taskId);
-        return task ? { run: true, task } : notClaimed(delivery, options.retrying ?? false);
+        if (task) return { run: true, task };
+        return atCapIds.has(delivery.taskId) ? { run: false, reason: 'tenant at its cap' } : notClaimed(delivery, options.retrying ?? false);
       }),
     );
+  }
+
+  /**
+   * Puts back deliveries that claimed nothing because their tenant was running its cap (see
+   * claimTasks): their jobs are due again at once, in their place in the queue, and are fetched
+   * when the tenant has room. The tasks stay queued.
+   */
+  async function deferAtCap(deferred: readonly Delivery[]): Promise<void> {
+    if (deferred.length === 0) return;
+    await db.transaction().execute((trx) => queue.deferAtCap(trx, deferred.map((delivery) => delivery.attempt)));
   }
 
   /**
@@ -176,6 +190,7 @@ export function createTaskExecution(deps: {
 
   return {
     beginMany,
+    deferAtCap,
     succeedMany,
 
     /**

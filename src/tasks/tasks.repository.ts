@@ -366,36 +366,25 @@ export interface DeliveredTask {
  * so a second delivery of the same job claims nothing, even after its failed attempt put the task
  * back to queued for a retry. A task in_progress whose action waits (scheduled_for set, see
  * waitFor) is claimed the same way, as resumed: its attempt goes on, started_at stays, and its
- * audit entry is `messages.resumed`. Returns the tasks claimed.
+ * audit entry is `messages.resumed`.
+ *
+ * Plain tasks are claimed within their tenant's cap of running tasks (`runningCap`), counted
+ * under a per-tenant lock (the claim_tasks function, db/migrations/0014): a delivery past it
+ * claims nothing, and its task's id comes back in `atCap`.
  */
 export async function claimTasks(
   db: Kysely<Database>,
   tasks: readonly DeliveredTask[],
-  messages: { started: string; resumed: string },
-): Promise<ClaimedTask[]> {
-  if (tasks.length === 0) return [];
-  const { rows } = await sql<ClaimedTask>`${prepared}
-    with input as (
-      select * from unnest(${tasks.map((task) => task.taskId)}::uuid[], ${tasks.map((task) => task.tenantId)}::uuid[],
-                           ${tasks.map((task) => task.delivery)}::int[]) as x(id, tenant_id, delivery)
-    ),
-    claimed as (
-      update tasks set status = 'in_progress', claimed_delivery = input.delivery, scheduled_for = null, updated_at = now(),
-                       started_at = case when tasks.status = 'queued' then now() else tasks.started_at end
-      from input join tasks as queued on queued.tenant_id = input.tenant_id and queued.id = input.id
-      where tasks.id = input.id and tasks.tenant_id = input.tenant_id
-        and (tasks.status = 'queued' or (tasks.status = 'in_progress' and tasks.scheduled_for is not null))
-        and (tasks.claimed_delivery is null or tasks.claimed_delivery < input.delivery)
-      -- queued is the row as it was before this claim: when it was due, its retry's, schedule's or wait's end.
-      returning tasks.*, coalesce(queued.scheduled_for, queued.created_at) as due_at, queued.status = 'in_progress' as resumed
-    ),
-    audited as (
-      insert into task_logs (task_id, tenant_id, message)
-      select id, tenant_id, case when resumed then ${messages.resumed}::text else ${messages.started}::text end from claimed
-    )
-    select * from claimed
+  options: { started: string; resumed: string; runningCap: number },
+): Promise<{ claimed: ClaimedTask[]; atCap: string[] }> {
+  if (tasks.length === 0) return { claimed: [], atCap: [] };
+  const { rows } = await sql<ClaimedTask & { at_cap: boolean }>`${prepared}
+    select (claim.task).*, claim.due_at, claim.resumed, claim.at_cap
+    from claim_tasks(${tasks.map((task) => task.taskId)}::uuid[], ${tasks.map((task) => task.tenantId)}::uuid[],
+                     ${tasks.map((task) => task.delivery)}::int[], ${options.runningCap}::int,
+                     ${options.started}::text, ${options.resumed}::text) as claim
   `.execute(db);
-  return rows;
+  return { claimed: rows.filter((row) => !row.at_cap), atCap: rows.filter((row) => row.at_cap).map((row) => row.id) };
 }
 
 /**

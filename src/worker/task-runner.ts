@@ -192,11 +192,21 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
       return jobs.map((job) => settle(job, deliveries.has(job.id) ? error : undefined));
     }
     const beginOf = new Map([...deliveries.keys()].map((jobId, index) => [jobId, begun[index]!]));
+    const deferred = new Set([...beginOf].filter(([, begin]) => !begin.run && begin.reason === 'tenant at its cap').map(([jobId]) => jobId));
+    // Put back before the rest run: their tenant may have room again soon after.
+    const deferralError = await persist('putting back deliveries of tenants at their cap', () =>
+      execution.deferAtCap([...deferred].map((jobId) => deliveries.get(jobId)!)),
+    ).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
     return Promise.all(
       jobs.map(async (job) => {
         const delivery = deliveries.get(job.id);
         const begin = beginOf.get(job.id);
         if (!delivery || !begin) return settle(job);
+        // Settled as completed, the put-back job is no longer this delivery's: pg-boss's completion finds nothing to do.
+        if (deferred.has(job.id)) return settle(job, deferralError);
         if (!begin.run) {
           logger.debug('delivery skipped', { task_id: delivery.taskId, reason: begin.reason });
           return settle(job);

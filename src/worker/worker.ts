@@ -219,7 +219,9 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
         perJobResults: true,
         // Fairness between tenants (plain tasks are grouped by tenant; AOA jobs are one per
         // tenant already): a fetch skips the tenants already running their share, across all
-        // workers, so a tenant with a backlog cannot take every slot. See README, "Performance".
+        // workers, so a tenant with a backlog cannot take every slot. Fetches at the same instant
+        // can each see room; the claim counts again under a lock and puts back what is beyond the
+        // cap (claimTasks). See README, "Performance".
         ...(queue === TASK_QUEUE.task ? { groupConcurrency: config.tenantMaxActiveTasks } : {}),
       },
       (jobs) => {
