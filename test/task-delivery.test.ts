@@ -246,7 +246,9 @@ describe("a tenant's cap of running tasks, counted as deliveries claim", () => {
     // Two fetches that each took three of the tenant's jobs, as two loops or workers can at one instant.
     const { execution } = runner(cancelWatch, { ...app.config, tenantMaxActiveTasks: 2 });
     const begun = (
-      await Promise.all([execution.beginMany(jobs.slice(0, 3).map((job) => deliveryOf(job, user.tenantId))), execution.beginMany(jobs.slice(3).map((job) => deliveryOf(job, user.tenantId)))])
+      await Promise.all(
+        [jobs.slice(0, 3), jobs.slice(3)].map((batch) => execution.beginMany(batch.map((job) => deliveryOf(job, user.tenantId)), { withinCap: true })),
+      )
     ).flat();
 
     assert.equal(begun.filter((begin) => begin.run).length, 2, JSON.stringify(begun.map((begin) => (begin.run ? 'run' : begin.reason))));
@@ -257,6 +259,22 @@ describe("a tenant's cap of running tasks, counted as deliveries claim", () => {
     let started = 0;
     for (const id of ids) started += count(await logMessages(app, id), (message) => message === 'Task execution started');
     assert.equal(started, 2, 'only the claimed tasks have a start in their audit trail');
+  });
+
+  test('with room for fewer than a batch holds, the higher priority is claimed, whatever the batch order', async () => {
+    const user = await registerAndLogin(app, 'cap-priority');
+    const channel = newChannel('cap-priority');
+    const low = await createTask(app, user.token, { payload: slackPayload(channel), priority: -5 });
+    const urgent = await createTask(app, user.token, { payload: slackPayload(channel), priority: 10 });
+    const jobs = await fetchJobs([low.id, urgent.id]);
+    const { execution } = runner(cancelWatch, { ...app.config, tenantMaxActiveTasks: 1 });
+
+    const [lowBegin, urgentBegin] = await execution.beginMany(
+      jobs.map((job) => deliveryOf(job, user.tenantId)),
+      { withinCap: true },
+    );
+    assert.equal(urgentBegin!.run, true, 'the urgent task is claimed');
+    assert.deepEqual(lowBegin, { run: false, reason: 'tenant at its cap' });
   });
 
   test('a delivery put back at the cap starts its task once the tenant has room, and never before', async () => {
@@ -278,7 +296,14 @@ describe("a tenant's cap of running tasks, counted as deliveries claim", () => {
     assert.equal(count(await logMessages(app, waiting.id), (message) => message === 'Task execution started'), 0, 'nor was it recorded as started');
     await running;
 
-    const [nextDelivery] = await fetchJobs([waiting.id]);
+    // Due again a moment after it was put back.
+    const nextDelivery = await eventually(
+      async () => {
+        const job = (await app.boss.fetch<TaskJobData>('tasks', { batchSize: 100 })).find((candidate) => candidate.id === waiting.id);
+        return job && { ...job, signal: new AbortController().signal };
+      },
+      { timeoutMs: 5_000, message: 'the put-back job fetchable again' },
+    );
     assert.equal(nextDelivery!.retryCount, waitingJob!.retryCount + 1, 'the next delivery is a new one, so the first cannot settle it');
     await run([nextDelivery!]);
     const done = await getTask(app, user.token, waiting.id);

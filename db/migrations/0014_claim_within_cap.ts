@@ -34,7 +34,10 @@ export async function up(db: Kysely<any>): Promise<void> {
         select input.id, input.tenant_id, input.delivery, queued as queued_row,
                -- queued is the row as it was before this claim: when it was due, its retry's, schedule's or wait's end.
                coalesce(queued.scheduled_for, queued.created_at) as due_at, queued.status = 'in_progress' as resumed,
-               row_number() over (partition by input.tenant_id, queued.kind order by input.position) as turn
+               -- Within the room under the cap, in the queue's order: turn, then priority (a retried or
+               -- waiting task, already begun, first).
+               row_number() over (partition by input.tenant_id, queued.kind
+                                  order by queued.queue_rank nulls first, queued.priority desc, queued.created_at, input.position) as turn
         from input join tasks as queued on queued.tenant_id = input.tenant_id and queued.id = input.id
         where (queued.status = 'queued' or (queued.status = 'in_progress' and queued.scheduled_for is not null))
           and (queued.claimed_delivery is null or queued.claimed_delivery < input.delivery)

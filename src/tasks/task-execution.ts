@@ -106,13 +106,14 @@ export function createTaskExecution(deps: {
    * `in_progress` under an earlier delivery lost its worker (pg-boss only redelivers an active job
    * after its heartbeat or expiry lapsed): that attempt is recorded as failed and retried or
    * failed for good. `retrying` says an earlier try of this claim may have committed without its
-   * reply arriving.
+   * reply arriving; `withinCap`, that the deliveries are plain tasks, claimed within their
+   * tenants' cap of running tasks (the others come back as 'tenant at its cap').
    */
-  async function beginMany(deliveries: readonly Delivery[], options: { retrying?: boolean } = {}): Promise<Begin[]> {
+  async function beginMany(deliveries: readonly Delivery[], options: { retrying?: boolean; withinCap?: boolean } = {}): Promise<Begin[]> {
     const { claimed, atCap } = await claimTasks(
       db,
       deliveries.map((delivery) => ({ tenantId: delivery.tenantId, taskId: delivery.taskId, delivery: delivery.attempt.retryCount })),
-      { started: audit.started, resumed: audit.resumed, runningCap: config.tenantMaxActiveTasks },
+      { started: audit.started, resumed: audit.resumed, runningCap: options.withinCap ? config.tenantMaxActiveTasks : null },
     );
     // A resumed attempt started when it was first claimed.
     metrics.tasksStarted(claimed.filter((task) => !task.resumed).map((task) => ({ ...task, dueAt: task.due_at })));
@@ -129,8 +130,8 @@ export function createTaskExecution(deps: {
 
   /**
    * Puts back deliveries that claimed nothing because their tenant was running its cap (see
-   * claimTasks): their jobs are due again at once, in their place in the queue, and are fetched
-   * when the tenant has room. The tasks stay queued.
+   * claimTasks): their jobs go back in their place in the queue, due a moment later, and are
+   * fetched when the tenant has room. The tasks stay queued.
    */
   async function deferAtCap(deferred: readonly Delivery[]): Promise<void> {
     if (deferred.length === 0) return;

@@ -375,7 +375,7 @@ export interface DeliveredTask {
 export async function claimTasks(
   db: Kysely<Database>,
   tasks: readonly DeliveredTask[],
-  options: { started: string; resumed: string; runningCap: number },
+  options: { started: string; resumed: string; runningCap: number | null },
 ): Promise<{ claimed: ClaimedTask[]; atCap: string[] }> {
   if (tasks.length === 0) return { claimed: [], atCap: [] };
   const { rows } = await sql<ClaimedTask & { at_cap: boolean }>`${prepared}

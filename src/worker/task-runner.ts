@@ -10,7 +10,7 @@ import { injectFault } from '../lib/fault-injection.js';
 import { createWriteBuffer, writeEachAloneOnFailure } from '../lib/write-buffer.js';
 import type { TaskRow } from '../db/schema.js';
 import type { Logger } from '../logger.js';
-import type { TaskJobData } from '../queue/task-queue.js';
+import { TASK_QUEUE, type TaskJobData } from '../queue/task-queue.js';
 import type { Begin, Delivery, Success, TaskExecution } from '../tasks/task-execution.js';
 import { writeAuditEntriesOnce, type AuditEntry } from '../tasks/tasks.repository.js';
 import { TaskCanceledError, type CancelWatch } from './cancel-watch.js';
@@ -166,7 +166,11 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
     log.debug('attempt succeeded');
   }
 
-  return async function runTaskJobs(jobs: readonly Job<TaskJobData>[]): Promise<JobResult[]> {
+  /**
+   * `onPutBack` is told which of the batch's jobs were put back at their tenant's cap (see
+   * claimTasks), once they are: they run nothing here.
+   */
+  return async function runTaskJobs(jobs: readonly Job<TaskJobData>[], onPutBack?: (jobIds: readonly string[]) => void): Promise<JobResult[]> {
     const deliveries = new Map<string, Delivery>();
     for (const job of jobs) {
       const data = v.safeParse(TaskJobSchema, job.data);
@@ -187,7 +191,9 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
     };
     let begun: Begin[];
     try {
-      begun = await persist('claiming tasks', (retrying) => execution.beginMany([...deliveries.values()], { retrying }));
+      // Only plain tasks are capped per tenant; an AOA tenant runs one job at a time anyway.
+      const withinCap = jobs[0]?.name === TASK_QUEUE.task;
+      begun = await persist('claiming tasks', (retrying) => execution.beginMany([...deliveries.values()], { retrying, withinCap }));
     } catch (error) {
       return jobs.map((job) => settle(job, deliveries.has(job.id) ? error : undefined));
     }
@@ -197,7 +203,9 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
     const deferralError = await persist('putting back deliveries of tenants at their cap', () =>
       execution.deferAtCap([...deferred].map((jobId) => deliveries.get(jobId)!)),
     ).then(
-      () => undefined,
+      () => {
+        if (deferred.size > 0) onPutBack?.([...deferred]);
+      },
       (error: unknown) => error,
     );
     return Promise.all(
