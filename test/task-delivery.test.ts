@@ -296,7 +296,7 @@ describe("a tenant's cap of running tasks, counted as deliveries claim", () => {
     assert.equal(count(await logMessages(app, waiting.id), (message) => message === 'Task execution started'), 0, 'nor was it recorded as started');
     await running;
 
-    // Due again a moment after it was put back.
+    // Due again once put back (its tenant has room now).
     const nextDelivery = await eventually(
       async () => {
         const job = (await app.boss.fetch<TaskJobData>('tasks', { batchSize: 100 })).find((candidate) => candidate.id === waiting.id);

@@ -107,8 +107,8 @@ export interface TaskQueue {
   resumeAt(trx: Trx, task: TaskRow, attempt: JobAttempt, runAt: Date): Promise<void>;
   /**
    * Ends deliveries of plain tasks that claimed nothing as their tenant was running its cap, and
-   * puts their jobs back in their place in the queue, due a moment later: a next delivery claims
-   * the task when there is room. It uses a delivery of the job, never one of the task's, and adds
+   * puts their jobs back in their place in the queue, due at once: a next delivery claims the
+   * task when there is room. It uses a delivery of the job, never one of the task's, and adds
    * one to the job's.
    */
   deferAtCap(trx: Trx, attempts: readonly JobAttempt[]): Promise<void>;
@@ -270,15 +270,6 @@ function callbackJobFor(task: Pick<TaskRow, 'id' | 'tenant_id'>): JobInsert<Call
   };
 }
 
-/**
- * How long a delivery put back at its tenant's cap waits before it can be fetched again. pg-boss's
- * fetch holds it back while the tenant runs its cap, but it counts active jobs where the claim
- * counts running tasks, and the two differ for a while after a crash (tasks still in_progress
- * whose jobs already returned): due at once, the jobs would be fetched and put back in a loop.
- * The tenant is at its cap anyway, and the worker's poll looks every half second.
- */
-const PUT_BACK_DELAY_MS = 250;
-
 /** A UUID that follows from `key`: the same key gives the same job id. */
 function deterministicJobId(key: string): string {
   const hex = createHash('sha256').update(key).digest('hex');
@@ -311,21 +302,16 @@ export function createTaskQueue(boss: PgBoss): TaskQueue {
       if (attempts.length === 0) return;
       // In id order, as other statements on a batch's jobs lock them, so that none waits on another.
       const sorted = [...attempts].sort((a, b) => (a.id < b.id ? -1 : 1));
-      const ids = sorted.map((attempt) => attempt.id);
-      const job = sql.table(`${BOSS_SCHEMA}.job`);
       // One delivery more first, so that failing this one leaves the job to retry even on its last
-      // delivery; the fenced fail() then makes it a retry, and it is due after PUT_BACK_DELAY_MS.
-      // Three statements for any number of jobs: a race between fetches can put back a whole batch.
+      // delivery; the fenced fail() then makes it due again at once (task jobs have no retry
+      // delay), and pg-boss's group concurrency holds it back until its tenant has room. Two
+      // statements for any number of jobs: a race between fetches can put back a whole batch.
       await sql`
-        update ${job} as job set retry_limit = job.retry_limit + 1
-        from unnest(${ids}::uuid[], ${sorted.map((attempt) => attempt.retryCount)}::int[]) as attempt(id, retry_count)
+        update ${sql.table(`${BOSS_SCHEMA}.job`)} as job set retry_limit = job.retry_limit + 1
+        from unnest(${sorted.map((attempt) => attempt.id)}::uuid[], ${sorted.map((attempt) => attempt.retryCount)}::int[]) as attempt(id, retry_count)
         where job.name = ${TASK_QUEUE.task} and job.id = attempt.id and job.state = 'active' and job.retry_count = attempt.retry_count
       `.execute(trx);
       await boss.fail(TASK_QUEUE.task, sorted, { deferred: 'its tenant was running its cap of tasks' }, { db: fromKysely(trx) });
-      await sql`
-        update ${job} as job set start_after = now() + make_interval(secs => ${PUT_BACK_DELAY_MS / 1000})
-        where job.name = ${TASK_QUEUE.task} and job.id = any(${ids}::uuid[]) and job.state = 'retry'
-      `.execute(trx);
     },
 
     async complete(trx, finished) {

@@ -130,8 +130,8 @@ export function createTaskExecution(deps: {
 
   /**
    * Puts back deliveries that claimed nothing because their tenant was running its cap (see
-   * claimTasks): their jobs go back in their place in the queue, due a moment later, and are
-   * fetched when the tenant has room. The tasks stay queued.
+   * claimTasks): their jobs go back in their place in the queue, due at once, and are fetched
+   * when the tenant has room. The tasks stay queued.
    */
   async function deferAtCap(deferred: readonly Delivery[]): Promise<void> {
     if (deferred.length === 0) return;

@@ -166,11 +166,7 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
     log.debug('attempt succeeded');
   }
 
-  /**
-   * `onPutBack` is told which of the batch's jobs were put back at their tenant's cap (see
-   * claimTasks), once they are: they run nothing here.
-   */
-  return async function runTaskJobs(jobs: readonly Job<TaskJobData>[], onPutBack?: (jobIds: readonly string[]) => void): Promise<JobResult[]> {
+  return async function runTaskJobs(jobs: readonly Job<TaskJobData>[]): Promise<JobResult[]> {
     const deliveries = new Map<string, Delivery>();
     for (const job of jobs) {
       const data = v.safeParse(TaskJobSchema, job.data);
@@ -203,9 +199,7 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
     const deferralError = await persist('putting back deliveries of tenants at their cap', () =>
       execution.deferAtCap([...deferred].map((jobId) => deliveries.get(jobId)!)),
     ).then(
-      () => {
-        if (deferred.size > 0) onPutBack?.([...deferred]);
-      },
+      () => undefined,
       (error: unknown) => error,
     );
     return Promise.all(

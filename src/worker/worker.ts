@@ -118,28 +118,19 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     canRun: (tenantId) => !atCap(tenantId),
     someAtCap: () => [...runningPerTenant.keys()].some(atCap),
   });
-  /**
-   * Runs a fetched batch of plain tasks, counting them per tenant until the batch ends (a job put
-   * back at its tenant's cap, once it is); a tenant that was at its cap has room again after.
-   */
+  /** Runs a fetched batch of plain tasks, counting them per tenant; a tenant that was at its cap has room again after. */
   const runCountedTaskJobs = async (jobs: Job<TaskJobData>[]) => {
-    const tenantOf = new Map(jobs.flatMap((job) => (typeof job.data?.tenant_id === 'string' ? [[job.id, job.data.tenant_id] as const] : [])));
-    for (const tenantId of tenantOf.values()) runningPerTenant.set(tenantId, (runningPerTenant.get(tenantId) ?? 0) + 1);
-    const uncount = (jobIds: Iterable<string>) => {
-      for (const jobId of jobIds) {
-        const tenantId = tenantOf.get(jobId);
-        if (tenantId === undefined) continue;
-        tenantOf.delete(jobId);
+    const tenants = jobs.map((job) => job.data?.tenant_id).filter((tenantId): tenantId is string => typeof tenantId === 'string');
+    for (const tenantId of tenants) runningPerTenant.set(tenantId, (runningPerTenant.get(tenantId) ?? 0) + 1);
+    try {
+      return await runTaskJobs(jobs);
+    } finally {
+      const hadNoRoom = tenants.some(atCap);
+      for (const tenantId of tenants) {
         const left = runningPerTenant.get(tenantId)! - 1;
         if (left > 0) runningPerTenant.set(tenantId, left);
         else runningPerTenant.delete(tenantId);
       }
-    };
-    try {
-      return await runTaskJobs(jobs, uncount);
-    } finally {
-      const hadNoRoom = [...tenantOf.values()].some(atCap);
-      uncount([...tenantOf.keys()]);
       // Its queued tasks were passed over by every wake since: one loop fetches them now.
       if (hadNoRoom) wake.wakeOne(TASK_QUEUE.task);
     }
