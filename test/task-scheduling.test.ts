@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { sql } from 'kysely';
 import { startTestApp, type TestApp } from './helpers/app.js';
-import { createTask, newChannel, slackPayload, startFakeSlack, type FakeSlack } from './helpers/engine.js';
+import { createTaskQueue } from '../src/queue/task-queue.js';
+import { createTaskExecution } from '../src/tasks/task-execution.js';
+import { createTask, getTask, logMessages, newChannel, slackPayload, startFakeSlack, type FakeSlack } from './helpers/engine.js';
 import { eventually } from './helpers/poll.js';
 import { registerAndLogin, type RegisteredUser } from './helpers/users.js';
 
@@ -67,6 +69,37 @@ describe('scheduling across tenants', () => {
         );
       }
     }
+  });
+
+  test("a worker puts back a task while its tenant runs its cap elsewhere, and runs it once there is room", async (t) => {
+    const { app, slack } = await setUp(t, { TENANT_MAX_ACTIVE_TASKS: '1' });
+    const tenant = await registerAndLogin(app, 'held-cap');
+    const [heldChannel, waitingChannel] = [newChannel('held'), newChannel('waiting')];
+    // A task running on another worker whose job the queue no longer counts as active (given up
+    // while it ran): pg-boss's fetch sees room for the tenant, and only the claim's count does not.
+    const held = await createTask(app, tenant.token, { payload: slackPayload(heldChannel) });
+    const [job] = (await app.boss.fetch('tasks', { batchSize: 100 })).filter((candidate) => candidate.id === held.id);
+    const execution = createTaskExecution({ db: app.db, queue: createTaskQueue(app.boss), config: app.config, metrics: app.metrics });
+    const [begun] = await execution.beginMany([{ taskId: held.id, tenantId: tenant.tenantId, attempt: { id: job!.id, retryCount: job!.retryCount } }], { withinCap: true });
+    assert.equal(begun!.run, true);
+    await app.boss.complete('tasks', job!.id);
+
+    const waiting = await createTask(app, tenant.token, { payload: slackPayload(waitingChannel) });
+    await app.startWorker();
+    await eventually(async () => ((await app.boss.findJobs('tasks', { id: waiting.id }))[0]?.retryCount ?? 0) >= 2 || undefined, {
+      timeoutMs: 10_000,
+      message: 'the worker fetched the waiting task and put it back, twice',
+    });
+    assert.equal((await getTask(app, tenant.token, waiting.id)).status, 'queued');
+    assert.equal(slack.requestsFor(waitingChannel).length, 0, 'it did not run beside the task holding the cap');
+
+    assert.equal((await app.delete(`/api/v1/tasks/${held.id}`, { token: tenant.token })).status, 200);
+    const done = await eventually(async () => {
+      const task = await getTask(app, tenant.token, waiting.id);
+      return task.status === 'success' ? task : undefined;
+    }, { timeoutMs: 10_000, message: 'the waiting task ran once the tenant had room' });
+    assert.equal(done.retry_count, 0, 'being put back spent none of its retries');
+    assert.equal((await logMessages(app, waiting.id)).filter((message) => message === 'Task execution started').length, 1);
   });
 
   test("a tenant arriving behind another's backlog is served in the very next fetch", async (t) => {
