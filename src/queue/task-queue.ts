@@ -106,10 +106,10 @@ export interface TaskQueue {
    */
   resumeAt(trx: Trx, task: TaskRow, attempt: JobAttempt, runAt: Date): Promise<void>;
   /**
-   * Ends deliveries of plain tasks that claimed nothing as their tenant was running its cap, and
-   * puts their jobs back in their place in the queue, due at once: a next delivery claims the
-   * task when there is room. It uses a delivery of the job, never one of the task's, and adds
-   * one to the job's.
+   * Ends deliveries (at least one) of plain tasks that claimed nothing as their tenant was
+   * running its cap, and puts their jobs back in their place in the queue, due at once: a next
+   * delivery claims the task when there is room. It uses a delivery of the job, never one of
+   * the task's, and adds one to the job's.
    */
   deferAtCap(trx: Trx, attempts: readonly JobAttempt[]): Promise<void>;
   /**
@@ -299,7 +299,6 @@ export function createTaskQueue(boss: PgBoss): TaskQueue {
     },
 
     async deferAtCap(trx, attempts) {
-      if (attempts.length === 0) return;
       // In id order, as other statements on a batch's jobs lock them, so that none waits on another.
       const sorted = [...attempts].sort((a, b) => (a.id < b.id ? -1 : 1));
       // One delivery more first, so that failing this one leaves the job to retry even on its last

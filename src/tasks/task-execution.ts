@@ -129,12 +129,11 @@ export function createTaskExecution(deps: {
   }
 
   /**
-   * Puts back deliveries that claimed nothing because their tenant was running its cap (see
-   * claimTasks): their jobs go back in their place in the queue, due at once, and are fetched
-   * when the tenant has room. The tasks stay queued.
+   * Puts back deliveries (at least one) that claimed nothing because their tenant was running
+   * its cap (see claimTasks): their jobs go back in their place in the queue, due at once, and
+   * are fetched when the tenant has room. The tasks stay queued.
    */
   async function deferAtCap(deferred: readonly Delivery[]): Promise<void> {
-    if (deferred.length === 0) return;
     await db.transaction().execute((trx) => queue.deferAtCap(trx, deferred.map((delivery) => delivery.attempt)));
   }
 

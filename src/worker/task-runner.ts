@@ -196,12 +196,13 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
     const beginOf = new Map([...deliveries.keys()].map((jobId, index) => [jobId, begun[index]!]));
     const deferred = new Set([...beginOf].filter(([, begin]) => !begin.run && begin.reason === 'tenant at its cap').map(([jobId]) => jobId));
     // Put back before the rest run: their tenant may have room again soon after.
-    const deferralError = await persist('putting back deliveries of tenants at their cap', () =>
-      execution.deferAtCap([...deferred].map((jobId) => deliveries.get(jobId)!)),
-    ).then(
-      () => undefined,
-      (error: unknown) => error,
-    );
+    let deferralError: unknown;
+    if (deferred.size > 0) {
+      const putBack = [...deferred].map((jobId) => deliveries.get(jobId)!);
+      await persist('putting back deliveries of tenants at their cap', () => execution.deferAtCap(putBack)).catch((error: unknown) => {
+        deferralError = error;
+      });
+    }
     return Promise.all(
       jobs.map(async (job) => {
         const delivery = deliveries.get(job.id);

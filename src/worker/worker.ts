@@ -192,8 +192,10 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   ].filter(({ loops }) => loops > 0);
   // The plain tasks' loops start one after another, each once the one before has made its first
   // fetch (pg-boss starts a loop with one), for at most FIRST_FETCHES_WAIT_MS in all: started
-  // together, every first fetch counted a tenant's running tasks without the others', and a worker
-  // starting on one tenant's backlog ran 48-91 of its tasks at once, with a cap of 16.
+  // together, every first fetch counted a tenant's running tasks without the others' and read
+  // its backlog at the same time. (A worker starting on one tenant's backlog then ran 48-91 of its
+  // tasks at once with a cap of 16; the claim now puts back what is beyond the cap, but those
+  // fetches would still be made, put back, and keep a newly arriving tenant waiting.)
   const staggerUntil = Date.now() + FIRST_FETCHES_WAIT_MS;
   for (const { queue, batchSize, loops } of taskLoops) {
     if (queue !== TASK_QUEUE.task) {
@@ -213,7 +215,8 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
         localConcurrency: loops,
         // No burstWhenBatchFull: a loop fetching again the moment its full batch ended did so beside
         // the loop woken for the tenant that batch had held at its cap, and two fetches at once each
-        // count the tenant's running jobs without the other's (together they took twice its share).
+        // count the tenant's running jobs without the other's (together they took twice its share,
+        // which the claim now puts back: a fetch made for nothing).
         // Each delivery settles on its own: one that could not record its outcome is failed (and
         // redelivered) without failing batch-mates that already scheduled their own retries.
         perJobResults: true,
