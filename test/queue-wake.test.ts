@@ -10,8 +10,13 @@ import { startQueueWake, type QueueWake } from '../src/worker/queue-wake.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { eventually } from './helpers/poll.js';
 
-/** pg-boss's fetch loops as the wake sees them: which queue, how many jobs in hand; and who was woken. */
-type Loop = { id: string; name: string; count: number; options?: { batchSize: number } };
+/** pg-boss's fetch loops as the wake sees them: which queue, how many jobs in hand, when the last fetch ended; and who was woken. */
+type Loop = { id: string; name: string; count: number; lastFetchedOn?: number; options?: { batchSize: number } };
+
+/** The loops' fetches, started by their wakes, end now (with nothing to run). */
+const fetchesEnd = (loops: Loop[]) => {
+  for (const loop of loops) loop.lastFetchedOn = Date.now();
+};
 
 function fakeBoss(loops: Loop[]) {
   const woken: string[] = [];
@@ -39,6 +44,8 @@ describe('waking fetch loops', () => {
   });
 
   const tenantsAtCap = new Set<string>();
+  /** The tenants the wake asked about, in order: whether each could run more. */
+  const askedCanRun: string[] = [];
   const tasksQueued = (...tenantIds: string[]) => sql`select pg_notify('tasks_queued_test', ${tenantIds.join(',')})`.execute(db);
   const insertNotification = (queue: string) =>
     // What pg-boss's job insert sends for a queue created with `notify`.
@@ -49,7 +56,10 @@ describe('waking fetch loops', () => {
     const wake = startQueueWake(fake.boss, notifications, ['aoa', 'task-callbacks'], {
       queue: 'tasks',
       channel: 'tasks_queued_test',
-      canRun: (tenantId) => !tenantsAtCap.has(tenantId),
+      canRun: (tenantId) => {
+        askedCanRun.push(tenantId);
+        return !tenantsAtCap.has(tenantId);
+      },
       someAtCap: () => tenantsAtCap.size > 0,
     });
     try {
@@ -89,11 +99,14 @@ describe('waking fetch loops', () => {
       // pg-boss's own notification for the plain tasks' queue wakes nothing either.
       await insertNotification('tasks');
       await tasksQueued('tenant-a', 'tenant-b');
-      await tasksQueued('tenant-b');
       // Notifications arrive in order: once this one has woken its loop, the others were handled.
       await insertNotification('task-callbacks');
       await eventually(() => (woken.includes('x') ? true : undefined), { message: 'the last notification handled' });
-      assert.deepEqual(woken, ['t', 't', 'x'], 'one wake per notification naming a tenant with room');
+      assert.deepEqual(woken.splice(0), ['t', 'x'], 'a wake for the notification naming a tenant with room');
+      fetchesEnd(loops);
+      await tasksQueued('tenant-b');
+      await eventually(() => (woken.length > 0 ? true : undefined), { message: 'the loop woken again' });
+      assert.deepEqual(woken, ['t']);
     });
   });
 
@@ -108,17 +121,21 @@ describe('waking fetch loops', () => {
     tenantsAtCap.clear();
     await withWake(loops, async ({ woken }, wake) => {
       wake.wakeOne('tasks');
+      fetchesEnd(loops);
       await tasksQueued('tenant-b');
       await insertNotification('task-callbacks');
       await eventually(() => (woken.includes('x') ? true : undefined), { message: 'the notifications handled' });
       assert.deepEqual(woken.splice(0), ['batch-1', 'batch-2', 'x'], 'with no tenant at its cap: the loops that fetch a batch');
+      fetchesEnd(loops);
 
       tenantsAtCap.add('tenant-a');
       wake.wakeOne('tasks');
+      fetchesEnd(loops);
       await tasksQueued('tenant-b');
       await insertNotification('task-callbacks');
       await eventually(() => (woken.includes('x') ? true : undefined), { message: 'the notifications handled' });
       assert.deepEqual(woken.splice(0), ['one-1', 'one-2', 'x'], "with tenant A at its cap, tenant B's task is fetched by itself");
+      fetchesEnd(loops);
 
       loops[2]!.count = 1;
       loops[3]!.count = 1;
@@ -126,9 +143,44 @@ describe('waking fetch loops', () => {
       assert.deepEqual(woken.splice(0), ['batch-1'], 'with the one-job loops busy: an idle batch loop');
       loops[0]!.count = 16;
       loops[1]!.count = 16;
+      // batch-1's fetch ended with a batch in hand.
       wake.wakeOne('tasks');
       wake.wakeOne('tasks');
       assert.deepEqual(woken, ['one-1', 'one-2'], 'with every loop busy: a one-job loop, to fetch again after its job');
+    });
+    tenantsAtCap.clear();
+  });
+
+  it("wakes no second plain-task loop while a woken one's fetch is in flight; the wake held back follows it if still wanted", async () => {
+    const loops = [
+      { id: 't1', name: 'tasks', count: 0 },
+      { id: 't2', name: 'tasks', count: 0 },
+      { id: 'x', name: 'task-callbacks', count: 0 },
+    ];
+    await withWake(loops, async ({ woken }, wake) => {
+      await tasksQueued('tenant-b');
+      await tasksQueued('tenant-c');
+      wake.wakeOne('tasks');
+      await insertNotification('task-callbacks');
+      await eventually(() => (woken.includes('x') ? true : undefined), { message: 'the notifications handled' });
+      // Two fetches at once would each count a tenant's running tasks without the other's.
+      assert.deepEqual(woken.splice(0), ['t1', 'x'], "t1's fetch is in flight: the other wakes wait for it");
+      fetchesEnd(loops);
+      await eventually(() => (woken.length > 0 ? true : undefined), { message: 'the held wake made once the fetch ended' });
+      assert.deepEqual(woken.splice(0), ['t2'], 'one wake for all that were held');
+      fetchesEnd(loops);
+
+      // Held back for tenant D alone, which reaches its cap before the fetch in flight ends.
+      await tasksQueued('tenant-b');
+      await eventually(() => (woken.length > 0 ? true : undefined), { message: 'a loop woken' });
+      askedCanRun.splice(0);
+      await tasksQueued('tenant-d');
+      await eventually(() => (askedCanRun.includes('tenant-d') ? true : undefined), { message: "tenant D's notification held back" });
+      tenantsAtCap.add('tenant-d');
+      askedCanRun.splice(0);
+      fetchesEnd(loops);
+      await eventually(() => (askedCanRun.includes('tenant-d') ? true : undefined), { message: 'the held wake looked at its tenant again' });
+      assert.deepEqual(woken, ['t1'], 'no wake for a tenant at its cap by then');
     });
     tenantsAtCap.clear();
   });

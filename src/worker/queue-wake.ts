@@ -24,6 +24,10 @@ export interface TenantQueue {
 
 /** The queue's loops registered with a batch of one (see worker.ts). */
 const fetchesOneJob = (loop: WipData) => loop.options?.batchSize === 1;
+/** How soon a wake held back behind a fetch in flight looks again. */
+const HELD_WAKE_RECHECK_MS = 3;
+/** A woken loop's fetch that has not ended after this long no longer holds other wakes back (a stalled database). */
+const PENDING_FETCH_MAX_MS = 1_000;
 
 /**
  * Wakes this process's fetch loops when jobs arrive, one loop per notification. pg-boss's own
@@ -39,7 +43,9 @@ const fetchesOneJob = (loop: WipData) => loop.options?.batchSize === 1;
  * time is woken rather than one that fetches a batch: a batch fetch that cannot fill up reads
  * every queued job of the tenant at its cap before it returns (a newly arrived tenant's one task
  * waited 60-180 ms for such a fetch behind a backlog of 10,000), where a fetch of one stops at
- * the first job it may take, the newcomer's, at the head of the turn order.
+ * the first job it may take, the newcomer's, at the head of the turn order. Nor is a second loop
+ * woken while the fetch of one it woke is still in flight: the wake waits for that fetch to end,
+ * and is made then if a tenant it was for can still run more (see pendingFetches).
  */
 export function startQueueWake(boss: PgBoss, notifications: Notifications, queues: readonly string[], tenantQueue: TenantQueue): QueueWake {
   /** Per queue (and kind of loop), where the next wake starts looking: wakes close together reach different loops. */
@@ -53,9 +59,52 @@ export function startQueueWake(boss: PgBoss, notifications: Notifications, queue
     rotations.set(key, chosen + 1);
     return loops[chosen];
   };
-  const wakeOne = (queue: string) => {
+  /**
+   * The plain tasks' loops woken while idle, and when: until such a loop's fetch has ended, no
+   * other loop is woken for the queue. Two fetches at once each count a tenant's running tasks
+   * without the other's, and together take more than its cap, which the claim then puts back:
+   * in a one-tenant flood a fifth of all deliveries were fetched only to be put back.
+   */
+  const pendingFetches = new Map<string, number>();
+  const fetchInFlight = (loops: WipData[]) => {
+    const now = Date.now();
+    let inFlight = false;
+    for (const loop of loops) {
+      const wokenAt = pendingFetches.get(loop.id);
+      if (wokenAt === undefined) continue;
+      const ended = Math.max(loop.lastFetchedOn ?? 0, loop.lastErrorOn ?? 0) >= wokenAt || loop.count > 0 || now - wokenAt > PENDING_FETCH_MAX_MS;
+      if (ended) pendingFetches.delete(loop.id);
+      else inFlight = true;
+    }
+    return inFlight;
+  };
+  /** A wake held back behind a fetch in flight: made once that fetch ends, if it is still wanted then. */
+  type HeldWake = { tenantIds: Set<string> | undefined; timer: NodeJS.Timeout };
+  let heldWake: HeldWake | undefined;
+  const holdWake = (tenantIds: readonly string[] | undefined) => {
+    if (heldWake) {
+      // A wake for any reason but a tenant's notification is wanted whatever the tenants.
+      if (tenantIds === undefined) heldWake.tenantIds = undefined;
+      else for (const tenantId of tenantIds) heldWake.tenantIds?.add(tenantId);
+      return;
+    }
+    const held: HeldWake = {
+      tenantIds: tenantIds === undefined ? undefined : new Set(tenantIds),
+      timer: setTimeout(function recheck() {
+        if (fetchInFlight(loopsOf(tenantQueue.queue))) {
+          held.timer = setTimeout(recheck, HELD_WAKE_RECHECK_MS);
+          return;
+        }
+        heldWake = undefined;
+        if (held.tenantIds === undefined || [...held.tenantIds].some(tenantQueue.canRun)) wakeOne(tenantQueue.queue);
+      }, HELD_WAKE_RECHECK_MS),
+    };
+    heldWake = held;
+  };
+  const wakeOne = (queue: string, tenantIds?: readonly string[]) => {
     const loops = loopsOf(queue);
     if (loops.length === 0) return;
+    if (queue === tenantQueue.queue && fetchInFlight(loops)) return holdWake(tenantIds);
     let kinds = [{ key: queue, loops }];
     if (queue === tenantQueue.queue) {
       const byKind = [
@@ -68,7 +117,9 @@ export function startQueueWake(boss: PgBoss, notifications: Notifications, queue
     // not hold back a tenant with room while batch loops sit idle.
     for (const kind of kinds) {
       const idle = idleInTurn(kind.loops, kind.key);
-      if (idle) return boss.notifyWorker(idle.id);
+      if (!idle) continue;
+      if (queue === tenantQueue.queue) pendingFetches.set(idle.id, Date.now());
+      return boss.notifyWorker(idle.id);
     }
     const { key, loops: busy } = kinds[0]!;
     const turn = (rotations.get(key) ?? 0) % busy.length;
@@ -78,16 +129,18 @@ export function startQueueWake(boss: PgBoss, notifications: Notifications, queue
   const unsubscribeQueues = notifications.subscribe(BOSS_JOBS_CHANNEL, (queue) => {
     if (queues.includes(queue)) wakeOne(queue);
   });
-  const unsubscribeTenants = notifications.subscribe(tenantQueue.channel, (tenantIds) => {
-    if (tenantIds.split(',').some(tenantQueue.canRun)) wakeOne(tenantQueue.queue);
+  const unsubscribeTenants = notifications.subscribe(tenantQueue.channel, (payload) => {
+    const tenantIds = payload.split(',');
+    if (tenantIds.some(tenantQueue.canRun)) wakeOne(tenantQueue.queue, tenantIds);
   });
   // Notifications sent while the connection was down are lost: every loop looks once.
   const stopRelistening = notifications.onListening(() => {
     for (const queue of [...queues, tenantQueue.queue]) for (const loop of loopsOf(queue)) boss.notifyWorker(loop.id);
   });
   return {
-    wakeOne,
+    wakeOne: (queue) => wakeOne(queue),
     stop() {
+      clearTimeout(heldWake?.timer);
       unsubscribeQueues();
       unsubscribeTenants();
       stopRelistening();
