@@ -24,8 +24,11 @@ export interface TenantQueue {
 
 /** The queue's loops registered with a batch of one (see worker.ts). */
 const fetchesOneJob = (loop: WipData) => loop.options?.batchSize === 1;
-/** How soon a wake held back behind a fetch in flight looks again. */
-const HELD_WAKE_RECHECK_MS = 3;
+/**
+ * How soon a wake held back behind a fetch in flight looks again: pg-boss does not announce the
+ * end of a fetch, and a tenant's task arriving meanwhile waits at most this much longer.
+ */
+const HELD_WAKE_RECHECK_MS = 1;
 /** A woken loop's fetch that has not ended after this long no longer holds other wakes back (a stalled database). */
 const PENDING_FETCH_MAX_MS = 1_000;
 
