@@ -185,6 +185,27 @@ describe('waking fetch loops', () => {
     tenantsAtCap.clear();
   });
 
+  it("while a tenant is at its cap, a newcomer's task wakes a loop that fetches one job even while a batch fetch is in flight", async () => {
+    const loops = [
+      { id: 'batch-1', name: 'tasks', count: 0, options: { batchSize: 16 } },
+      { id: 'one-1', name: 'tasks', count: 1, options: { batchSize: 1 } },
+      { id: 'x', name: 'task-callbacks', count: 0 },
+    ];
+    tenantsAtCap.add('tenant-a');
+    await withWake(loops, async ({ woken }, wake) => {
+      wake.wakeOne('tasks');
+      assert.deepEqual(woken, ['batch-1'], 'the one-job loop busy: the batch loop fetches');
+      loops[1]!.count = 0;
+      await tasksQueued('tenant-b');
+      // The one-job loop's fetch is in flight too now: this one waits.
+      await tasksQueued('tenant-c');
+      await insertNotification('task-callbacks');
+      await eventually(() => (woken.includes('x') ? true : undefined), { message: 'the notifications handled' });
+      assert.deepEqual(woken, ['batch-1', 'one-1', 'x']);
+    });
+    tenantsAtCap.clear();
+  });
+
   it('with every loop busy, tells one to fetch again as soon as its batch is done; otherwise wakes an idle one', async () => {
     const loops = [
       { id: 'a', name: 'aoa', count: 16 },

@@ -104,25 +104,34 @@ export function startQueueWake(boss: PgBoss, notifications: Notifications, queue
     };
     heldWake = held;
   };
+  const notifyIdle = (queue: string, loop: WipData) => {
+    if (queue === tenantQueue.queue) pendingFetches.set(loop.id, Date.now());
+    boss.notifyWorker(loop.id);
+  };
   const wakeOne = (queue: string, tenantIds?: readonly string[]) => {
     const loops = loopsOf(queue);
     if (loops.length === 0) return;
-    if (queue === tenantQueue.queue && fetchInFlight(loops)) return holdWake(tenantIds);
     let kinds = [{ key: queue, loops }];
     if (queue === tenantQueue.queue) {
-      const byKind = [
-        { key: `${queue} one job`, loops: loops.filter(fetchesOneJob) },
-        { key: `${queue} batch`, loops: loops.filter((loop) => !fetchesOneJob(loop)) },
-      ];
-      kinds = (tenantQueue.someAtCap() ? byKind : byKind.reverse()).filter((kind) => kind.loops.length > 0);
+      const oneJob = { key: `${queue} one job`, loops: loops.filter(fetchesOneJob) };
+      const batch = { key: `${queue} batch`, loops: loops.filter((loop) => !fetchesOneJob(loop)) };
+      const someAtCap = tenantQueue.someAtCap();
+      if (fetchInFlight(loops)) {
+        // Except a fetch of one job while a tenant is at its cap: it takes the head of the turn
+        // order, a newly arrived tenant's task, which must not wait for a slow fetch of a batch
+        // (one that walks past the backlog of the tenant at its cap), and it can take one task
+        // too many at most.
+        const notFetching = oneJob.loops.filter((loop) => !pendingFetches.has(loop.id));
+        const idle = someAtCap && notFetching.length > 0 ? idleInTurn(notFetching, oneJob.key) : undefined;
+        return idle ? notifyIdle(queue, idle) : holdWake(tenantIds);
+      }
+      kinds = (someAtCap ? [oneJob, batch] : [batch, oneJob]).filter((kind) => kind.loops.length > 0);
     }
     // An idle loop of the preferred kind, else an idle one of the other: a busy one-job loop must
     // not hold back a tenant with room while batch loops sit idle.
     for (const kind of kinds) {
       const idle = idleInTurn(kind.loops, kind.key);
-      if (!idle) continue;
-      if (queue === tenantQueue.queue) pendingFetches.set(idle.id, Date.now());
-      return boss.notifyWorker(idle.id);
+      if (idle) return notifyIdle(queue, idle);
     }
     const { key, loops: busy } = kinds[0]!;
     const turn = (rotations.get(key) ?? 0) % busy.length;
