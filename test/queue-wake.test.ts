@@ -13,9 +13,9 @@ import { eventually } from './helpers/poll.js';
 /** pg-boss's fetch loops as the wake sees them: which queue, how many jobs in hand, when the last fetch ended; and who was woken. */
 type Loop = { id: string; name: string; count: number; lastFetchedOn?: number; options?: { batchSize: number } };
 
-/** The loops' fetches, started by their wakes, end now (with nothing to run). */
+/** The loops' fetches, started by their wakes, end now (with nothing to run): each loop's last end moves on. */
 const fetchesEnd = (loops: Loop[]) => {
-  for (const loop of loops) loop.lastFetchedOn = Date.now();
+  for (const loop of loops) loop.lastFetchedOn = Math.max(Date.now(), (loop.lastFetchedOn ?? 0) + 1);
 };
 
 function fakeBoss(loops: Loop[]) {
@@ -185,25 +185,46 @@ describe('waking fetch loops', () => {
     tenantsAtCap.clear();
   });
 
-  it("while a tenant is at its cap, a newcomer's task wakes a loop that fetches one job even while a batch fetch is in flight", async () => {
+  it("while a tenant is at its cap, a newcomer's task wakes one loop that fetches one job even while a batch fetch is in flight", async () => {
     const loops = [
       { id: 'batch-1', name: 'tasks', count: 0, options: { batchSize: 16 } },
       { id: 'one-1', name: 'tasks', count: 1, options: { batchSize: 1 } },
+      { id: 'one-2', name: 'tasks', count: 1, options: { batchSize: 1 } },
       { id: 'x', name: 'task-callbacks', count: 0 },
     ];
     tenantsAtCap.add('tenant-a');
     await withWake(loops, async ({ woken }, wake) => {
       wake.wakeOne('tasks');
-      assert.deepEqual(woken, ['batch-1'], 'the one-job loop busy: the batch loop fetches');
+      assert.deepEqual(woken, ['batch-1'], 'the one-job loops busy: the batch loop fetches');
       loops[1]!.count = 0;
+      loops[2]!.count = 0;
       await tasksQueued('tenant-b');
-      // The one-job loop's fetch is in flight too now: this one waits.
+      // A one-job fetch is in flight too now: this one waits, though one-2 is idle.
       await tasksQueued('tenant-c');
       await insertNotification('task-callbacks');
       await eventually(() => (woken.includes('x') ? true : undefined), { message: 'the notifications handled' });
-      assert.deepEqual(woken, ['batch-1', 'one-1', 'x']);
+      assert.deepEqual(woken.splice(0), ['batch-1', 'one-1', 'x']);
+      fetchesEnd(loops);
+      await eventually(() => (woken.length > 0 ? true : undefined), { message: 'the held wake made once the fetches ended' });
+      assert.deepEqual(woken, ['one-2']);
     });
     tenantsAtCap.clear();
+  });
+
+  it('once stopped, wakes nothing, not even a wake held back', async () => {
+    const loops = [
+      { id: 't1', name: 'tasks', count: 0 },
+      { id: 't2', name: 'tasks', count: 0 },
+    ];
+    await withWake(loops, async ({ woken }, wake) => {
+      wake.wakeOne('tasks');
+      wake.wakeOne('tasks');
+      assert.deepEqual(woken, ['t1'], "the second wake held back behind t1's fetch");
+      wake.stop();
+      fetchesEnd(loops);
+      wake.wakeOne('tasks');
+      assert.deepEqual(woken, ['t1']);
+    });
   });
 
   it('with every loop busy, tells one to fetch again as soon as its batch is done; otherwise wakes an idle one', async () => {

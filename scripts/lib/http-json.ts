@@ -55,13 +55,13 @@ export async function readRequestBody(request: IncomingMessage): Promise<any> {
 
 /**
  * A lean JSON POST for load generation, resolving with the answer's status: node's http over
- * kept-alive connections (at most `connections`, one per request in flight). `fetch` (undici)
- * spent 0.4-0.5 ms of CPU per request, more than the service or the bare endpoint it measured,
- * on the same two cores: a client that heavy held both sides back and brought their ratio
- * towards 1. A hang past `timeoutMs` rejects.
+ * kept-alive connections (at most `connections`, one per request in flight; unbounded without).
+ * `fetch` (undici) spent 0.4-0.5 ms of CPU per request, more than the service or the bare
+ * endpoint it measured, on the same two cores: a client that heavy held both sides back and
+ * brought their ratio towards 1. A connection silent for `timeoutMs` rejects its request.
  */
-export function jsonPoster(base: string, connections: number) {
-  const agent = new Agent({ keepAlive: true, maxSockets: connections });
+export function jsonPoster(base: string, connections?: number) {
+  const agent = new Agent({ keepAlive: true, ...(connections === undefined ? {} : { maxSockets: connections }) });
   const { hostname, port } = new URL(base);
   return (path: string, json: unknown, options: { token?: string; timeoutMs?: number } = {}) =>
     new Promise<number>((resolve, reject) => {

@@ -5,7 +5,8 @@ import { BOSS_JOBS_CHANNEL } from '../queue/task-queue.js';
 export interface QueueWake {
   /**
    * Wakes one of this process's idle fetch loops of `queue` to fetch now; with none idle, tells a
-   * busy one to fetch as soon as its batch is done instead of waiting for its next poll.
+   * busy one to fetch as soon as its batch is done instead of waiting for its next poll. For the
+   * plain tasks' queue, a wake while a fetch it started is in flight waits for that fetch first.
    */
   wakeOne(queue: string): void;
   stop(): void;
@@ -26,11 +27,15 @@ export interface TenantQueue {
 const fetchesOneJob = (loop: WipData) => loop.options?.batchSize === 1;
 /**
  * How soon a wake held back behind a fetch in flight looks again: pg-boss does not announce the
- * end of a fetch, and a tenant's task arriving meanwhile waits at most this much longer.
+ * end of a fetch, so a tenant's task arriving meanwhile waits up to this much longer than the fetch.
  */
 const HELD_WAKE_RECHECK_MS = 1;
-/** A woken loop's fetch that has not ended after this long no longer holds other wakes back (a stalled database). */
-const PENDING_FETCH_MAX_MS = 1_000;
+/**
+ * A woken loop's fetch not seen to end after this long no longer holds other wakes back: a
+ * stalled database, a loop stopping, or an empty fetch that ended within the millisecond its
+ * previous one did (the end of a fetch is known only by its time, in whole milliseconds).
+ */
+const PENDING_FETCH_MAX_MS = 250;
 
 /**
  * Wakes this process's fetch loops when jobs arrive, one loop per notification. pg-boss's own
@@ -47,8 +52,9 @@ const PENDING_FETCH_MAX_MS = 1_000;
  * every queued job of the tenant at its cap before it returns (a newly arrived tenant's one task
  * waited 60-180 ms for such a fetch behind a backlog of 10,000), where a fetch of one stops at
  * the first job it may take, the newcomer's, at the head of the turn order. Nor is a second loop
- * woken while the fetch of one it woke is still in flight: the wake waits for that fetch to end,
- * and is made then if a tenant it was for can still run more (see pendingFetches).
+ * woken while the fetch of one it woke is still in flight (but for one fetch of one job while a
+ * tenant is at its cap): the wake waits for that fetch to end, and is made then if a tenant it
+ * was for can still run more (see pendingFetches).
  */
 export function startQueueWake(boss: PgBoss, notifications: Notifications, queues: readonly string[], tenantQueue: TenantQueue): QueueWake {
   /** Per queue (and kind of loop), where the next wake starts looking: wakes close together reach different loops. */
@@ -63,24 +69,28 @@ export function startQueueWake(boss: PgBoss, notifications: Notifications, queue
     return loops[chosen];
   };
   /**
-   * The plain tasks' loops woken while idle, and when: until such a loop's fetch has ended, no
-   * other loop is woken for the queue. Two fetches at once each count a tenant's running tasks
-   * without the other's, and together take more than its cap, which the claim then puts back:
-   * in a one-tenant flood a fifth of all deliveries were fetched only to be put back.
+   * The plain tasks' loops woken while idle, with when their last fetch had ended then: until such
+   * a loop's fetch has ended, no other loop is woken for the queue (but see wakeOne). Two fetches
+   * at once each count a tenant's running tasks without the other's, and together take more than
+   * its cap, which the claim then puts back: in a one-tenant flood a fifth of all deliveries were
+   * fetched only to be put back. (Fetches this does not see can still overlap: a busy loop told to
+   * fetch after its batch, every loop after the notification connection came back, a loop woken
+   * mid-fetch fetching again, and other workers'.)
    */
-  const pendingFetches = new Map<string, number>();
+  const pendingFetches = new Map<string, { lastEnded: number; wokenAt: number }>();
+  const lastEnded = (loop: WipData) => Math.max(loop.lastFetchedOn ?? 0, loop.lastErrorOn ?? 0);
   const fetchInFlight = (loops: WipData[]) => {
-    const now = Date.now();
     let inFlight = false;
     for (const loop of loops) {
-      const wokenAt = pendingFetches.get(loop.id);
-      if (wokenAt === undefined) continue;
-      const ended = Math.max(loop.lastFetchedOn ?? 0, loop.lastErrorOn ?? 0) >= wokenAt || loop.count > 0 || now - wokenAt > PENDING_FETCH_MAX_MS;
+      const pending = pendingFetches.get(loop.id);
+      if (pending === undefined) continue;
+      const ended = lastEnded(loop) !== pending.lastEnded || loop.count > 0 || performance.now() - pending.wokenAt > PENDING_FETCH_MAX_MS;
       if (ended) pendingFetches.delete(loop.id);
       else inFlight = true;
     }
     return inFlight;
   };
+  let stopped = false;
   /** A wake held back behind a fetch in flight: made once that fetch ends, if it is still wanted then. */
   type HeldWake = { tenantIds: Set<string> | undefined; timer: NodeJS.Timeout };
   let heldWake: HeldWake | undefined;
@@ -91,38 +101,37 @@ export function startQueueWake(boss: PgBoss, notifications: Notifications, queue
       else for (const tenantId of tenantIds) heldWake.tenantIds?.add(tenantId);
       return;
     }
-    const held: HeldWake = {
-      tenantIds: tenantIds === undefined ? undefined : new Set(tenantIds),
-      timer: setTimeout(function recheck() {
-        if (fetchInFlight(loopsOf(tenantQueue.queue))) {
-          held.timer = setTimeout(recheck, HELD_WAKE_RECHECK_MS);
-          return;
-        }
-        heldWake = undefined;
-        if (held.tenantIds === undefined || [...held.tenantIds].some(tenantQueue.canRun)) wakeOne(tenantQueue.queue);
-      }, HELD_WAKE_RECHECK_MS),
-    };
+    const recheckSoon = () => setTimeout(recheck, HELD_WAKE_RECHECK_MS).unref();
+    const held: HeldWake = { tenantIds: tenantIds === undefined ? undefined : new Set(tenantIds), timer: recheckSoon() };
+    function recheck() {
+      if (fetchInFlight(loopsOf(tenantQueue.queue))) {
+        held.timer = recheckSoon();
+        return;
+      }
+      heldWake = undefined;
+      if (held.tenantIds === undefined || [...held.tenantIds].some(tenantQueue.canRun)) wakeOne(tenantQueue.queue);
+    }
     heldWake = held;
   };
   const notifyIdle = (queue: string, loop: WipData) => {
-    if (queue === tenantQueue.queue) pendingFetches.set(loop.id, Date.now());
+    if (queue === tenantQueue.queue) pendingFetches.set(loop.id, { lastEnded: lastEnded(loop), wokenAt: performance.now() });
     boss.notifyWorker(loop.id);
   };
   const wakeOne = (queue: string, tenantIds?: readonly string[]) => {
     const loops = loopsOf(queue);
-    if (loops.length === 0) return;
+    if (stopped || loops.length === 0) return;
     let kinds = [{ key: queue, loops }];
     if (queue === tenantQueue.queue) {
       const oneJob = { key: `${queue} one job`, loops: loops.filter(fetchesOneJob) };
       const batch = { key: `${queue} batch`, loops: loops.filter((loop) => !fetchesOneJob(loop)) };
       const someAtCap = tenantQueue.someAtCap();
       if (fetchInFlight(loops)) {
-        // Except a fetch of one job while a tenant is at its cap: it takes the head of the turn
+        // Except one fetch of one job while a tenant is at its cap: it takes the head of the turn
         // order, a newly arrived tenant's task, which must not wait for a slow fetch of a batch
         // (one that walks past the backlog of the tenant at its cap), and it can take one task
         // too many at most.
-        const notFetching = oneJob.loops.filter((loop) => !pendingFetches.has(loop.id));
-        const idle = someAtCap && notFetching.length > 0 ? idleInTurn(notFetching, oneJob.key) : undefined;
+        const oneJobFetching = oneJob.loops.some((loop) => pendingFetches.has(loop.id));
+        const idle = someAtCap && !oneJobFetching ? idleInTurn(oneJob.loops, oneJob.key) : undefined;
         return idle ? notifyIdle(queue, idle) : holdWake(tenantIds);
       }
       kinds = (someAtCap ? [oneJob, batch] : [batch, oneJob]).filter((kind) => kind.loops.length > 0);
@@ -152,7 +161,11 @@ export function startQueueWake(boss: PgBoss, notifications: Notifications, queue
   return {
     wakeOne: (queue) => wakeOne(queue),
     stop() {
+      if (stopped) return;
+      stopped = true;
       clearTimeout(heldWake?.timer);
+      heldWake = undefined;
+      pendingFetches.clear();
       unsubscribeQueues();
       unsubscribeTenants();
       stopRelistening();

@@ -223,7 +223,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
         // Fairness between tenants (plain tasks are grouped by tenant; AOA jobs are one per
         // tenant already): a fetch skips the tenants already running their share, across all
         // workers, so a tenant with a backlog cannot take every slot. Fetches at the same instant
-        // can each see room (two workers; this one's wakes make them one after another, see
+        // can each see room (two workers; within one, its wakes mostly keep them apart, see
         // startQueueWake); the claim counts again under a lock and puts back what is beyond the
         // cap (claimTasks). See README, "Performance".
         ...(queue === TASK_QUEUE.task ? { groupConcurrency: config.tenantMaxActiveTasks } : {}),
