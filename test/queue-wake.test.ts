@@ -53,15 +53,22 @@ describe('waking fetch loops', () => {
 
   async function withWake(loops: Loop[], work: (fake: ReturnType<typeof fakeBoss>, wake: QueueWake) => Promise<void>) {
     const fake = fakeBoss(loops);
-    const wake = startQueueWake(fake.boss, notifications, ['aoa', 'task-callbacks'], {
-      queue: 'tasks',
-      channel: 'tasks_queued_test',
-      canRun: (tenantId) => {
-        askedCanRun.push(tenantId);
-        return !tenantsAtCap.has(tenantId);
+    const wake = startQueueWake(
+      fake.boss,
+      notifications,
+      ['aoa', 'task-callbacks'],
+      {
+        queue: 'tasks',
+        channel: 'tasks_queued_test',
+        canRun: (tenantId) => {
+          askedCanRun.push(tenantId);
+          return !tenantsAtCap.has(tenantId);
+        },
+        someAtCap: () => tenantsAtCap.size > 0,
       },
-      someAtCap: () => tenantsAtCap.size > 0,
-    });
+      // A fake loop's fetch ends only when a test says so: none is given up on as stalled meanwhile.
+      { fetchStallMs: 60_000 },
+    );
     try {
       await work(fake, wake);
     } finally {
@@ -204,8 +211,9 @@ describe('waking fetch loops', () => {
       await insertNotification('task-callbacks');
       await eventually(() => (woken.includes('x') ? true : undefined), { message: 'the notifications handled' });
       assert.deepEqual(woken.splice(0), ['batch-1', 'one-1', 'x']);
-      fetchesEnd(loops);
-      await eventually(() => (woken.length > 0 ? true : undefined), { message: 'the held wake made once the fetches ended' });
+      // The one-job fetch ends; the batch fetch is still in flight (a slow one, past A's backlog).
+      fetchesEnd([loops[1]!]);
+      await eventually(() => (woken.length > 0 ? true : undefined), { message: 'the held wake made once the one-job fetch ended' });
       assert.deepEqual(woken, ['one-2']);
     });
     tenantsAtCap.clear();

@@ -35,7 +35,7 @@ const HELD_WAKE_RECHECK_MS = 1;
  * stalled database, a loop stopping, or an empty fetch that ended within the millisecond its
  * previous one did (the end of a fetch is known only by its time, in whole milliseconds).
  */
-const PENDING_FETCH_MAX_MS = 250;
+const FETCH_STALL_MS = 250;
 
 /**
  * Wakes this process's fetch loops when jobs arrive, one loop per notification. pg-boss's own
@@ -56,7 +56,14 @@ const PENDING_FETCH_MAX_MS = 250;
  * tenant is at its cap): the wake waits for that fetch to end, and is made then if a tenant it
  * was for can still run more (see pendingFetches).
  */
-export function startQueueWake(boss: PgBoss, notifications: Notifications, queues: readonly string[], tenantQueue: TenantQueue): QueueWake {
+export function startQueueWake(
+  boss: PgBoss,
+  notifications: Notifications,
+  queues: readonly string[],
+  tenantQueue: TenantQueue,
+  options: { fetchStallMs?: number } = {},
+): QueueWake {
+  const fetchStallMs = options.fetchStallMs ?? FETCH_STALL_MS;
   /** Per queue (and kind of loop), where the next wake starts looking: wakes close together reach different loops. */
   const rotations = new Map<string, number>();
   const loopsOf = (queue: string) => boss.getWipData().filter((worker) => worker.name === queue);
@@ -84,14 +91,14 @@ export function startQueueWake(boss: PgBoss, notifications: Notifications, queue
     for (const loop of loops) {
       const pending = pendingFetches.get(loop.id);
       if (pending === undefined) continue;
-      const ended = lastEnded(loop) !== pending.lastEnded || loop.count > 0 || performance.now() - pending.wokenAt > PENDING_FETCH_MAX_MS;
+      const ended = lastEnded(loop) !== pending.lastEnded || loop.count > 0 || performance.now() - pending.wokenAt > fetchStallMs;
       if (ended) pendingFetches.delete(loop.id);
       else inFlight = true;
     }
     return inFlight;
   };
   let stopped = false;
-  /** A wake held back behind a fetch in flight: made once that fetch ends, if it is still wanted then. */
+  /** A wake held back behind a fetch in flight, looked at again every HELD_WAKE_RECHECK_MS. */
   type HeldWake = { tenantIds: Set<string> | undefined; timer: NodeJS.Timeout };
   let heldWake: HeldWake | undefined;
   const holdWake = (tenantIds: readonly string[] | undefined) => {
@@ -101,16 +108,15 @@ export function startQueueWake(boss: PgBoss, notifications: Notifications, queue
       else for (const tenantId of tenantIds) heldWake.tenantIds?.add(tenantId);
       return;
     }
-    const recheckSoon = () => setTimeout(recheck, HELD_WAKE_RECHECK_MS).unref();
-    const held: HeldWake = { tenantIds: tenantIds === undefined ? undefined : new Set(tenantIds), timer: recheckSoon() };
-    function recheck() {
-      if (fetchInFlight(loopsOf(tenantQueue.queue))) {
-        held.timer = recheckSoon();
-        return;
-      }
+    // Tried again as a new wake: held again while a fetch is in flight, unless a one-job loop may
+    // go now; dropped once none of its tenants can run more (one that gets room again is woken
+    // for when its batch ends, see worker.ts).
+    const recheck = () => {
       heldWake = undefined;
-      if (held.tenantIds === undefined || [...held.tenantIds].some(tenantQueue.canRun)) wakeOne(tenantQueue.queue);
-    }
+      const wanted = held.tenantIds === undefined ? undefined : [...held.tenantIds];
+      if (wanted === undefined || wanted.some(tenantQueue.canRun)) wakeOne(tenantQueue.queue, wanted);
+    };
+    const held: HeldWake = { tenantIds: tenantIds === undefined ? undefined : new Set(tenantIds), timer: setTimeout(recheck, HELD_WAKE_RECHECK_MS).unref() };
     heldWake = held;
   };
   const notifyIdle = (queue: string, loop: WipData) => {
