@@ -11,7 +11,7 @@ import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 import { eventually } from './helpers/poll.js';
 
 /** pg-boss's fetch loops as the wake sees them: which queue, how many jobs in hand, when the last fetch ended; and who was woken. */
-type Loop = { id: string; name: string; count: number; lastFetchedOn?: number; options?: { batchSize: number } };
+type Loop = { id: string; name: string; count: number; lastFetchedOn?: number; lastErrorOn?: number; options?: { batchSize: number } };
 
 /** The loops' fetches, started by their wakes, end now (with nothing to run): each loop's last end moves on. */
 const fetchesEnd = (loops: Loop[]) => {
@@ -217,6 +217,18 @@ describe('waking fetch loops', () => {
       assert.deepEqual(woken, ['one-2']);
     });
     tenantsAtCap.clear();
+  });
+
+  it('a loop whose last fetch failed holds no wake back', async () => {
+    const loops = [
+      { id: 't1', name: 'tasks', count: 0, lastFetchedOn: Date.now() - 5_000, lastErrorOn: Date.now() - 1_000 },
+      { id: 't2', name: 'tasks', count: 0 },
+    ];
+    await withWake(loops, async ({ woken }, wake) => {
+      wake.wakeOne('tasks');
+      wake.wakeOne('tasks');
+      assert.deepEqual(woken, ['t1', 't2'], 'with fetches failing, the second loop fetches beside the first');
+    });
   });
 
   it('once stopped, wakes nothing, not even a wake held back', async () => {

@@ -119,8 +119,11 @@ export function startQueueWake(
     const held: HeldWake = { tenantIds: tenantIds === undefined ? undefined : new Set(tenantIds), timer: setTimeout(recheck, HELD_WAKE_RECHECK_MS).unref() };
     heldWake = held;
   };
+  // A loop whose last fetch failed (the database restarting, its pooled connections going stale)
+  // holds no wake back: while fetches fail, several at once find the database back soonest.
+  const lastFetchFailed = (loop: WipData) => (loop.lastErrorOn ?? 0) > (loop.lastFetchedOn ?? 0);
   const notifyIdle = (queue: string, loop: WipData) => {
-    if (queue === tenantQueue.queue) pendingFetches.set(loop.id, { lastEnded: lastEnded(loop), wokenAt: performance.now() });
+    if (queue === tenantQueue.queue && !lastFetchFailed(loop)) pendingFetches.set(loop.id, { lastEnded: lastEnded(loop), wokenAt: performance.now() });
     boss.notifyWorker(loop.id);
   };
   const wakeOne = (queue: string, tenantIds?: readonly string[]) => {
