@@ -336,23 +336,20 @@ async function settleDatabase(url: string) {
   await query(url, 'checkpoint').catch((error: Error) => console.warn(`no checkpoint before the measurement: ${error.message}`));
 }
 
-const finishedCount = async (url: string, where = 'true') =>
-  Number((await query<{ n: string }>(url, `select count(*) as n from tasks where status in ('success', 'failed') and ${where}`))[0]!.n);
+/** The number a query selects as `n`. */
+const countOf = async (url: string, text: string) => Number((await query<{ n: string }>(url, text))[0]!.n);
+const finishedCount = (url: string, where = 'true') => countOf(url, `select count(*) as n from tasks where status in ('success', 'failed') and ${where}`);
 /**
  * Deliveries beyond each task's own attempts: here, where no task fails and no worker is lost,
  * those put back because their tenant was at its cap when the claim came, each one a fetch and a
  * claim made for nothing. (pg-boss counts a job's every delivery after the first in retry_count;
  * the task counts its own retries.)
  */
-const putBacks = async (url: string, where = 'true') =>
-  Number(
-    (
-      await query<{ n: string }>(
-        url,
-        `select coalesce(sum(job.retry_count - tasks.retry_count), 0) as n from pgboss.job join tasks on tasks.id = job.id
-         where job.name = '${TASK_QUEUE.task}' and ${where}`,
-      )
-    )[0]!.n,
+const putBacks = (url: string, where = 'true') =>
+  countOf(
+    url,
+    `select coalesce(sum(job.retry_count - tasks.retry_count), 0) as n from pgboss.job join tasks on tasks.id = job.id
+     where job.name = '${TASK_QUEUE.task}' and ${where}`,
   );
 const pickups = async (url: string, where = 'true') =>
   (await query<{ ms: number }>(url, `select extract(epoch from started_at - created_at) * 1000 as ms from tasks where started_at is not null and ${where}`)).map((row) =>
