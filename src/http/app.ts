@@ -1,6 +1,4 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
-import { every } from 'hono/combine';
-import { secureHeaders } from 'hono/secure-headers';
 import { HTTPException } from 'hono/http-exception';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
@@ -44,7 +42,7 @@ import { limitBody } from './body-limit.js';
 import { errorResponse } from './error-response.js';
 import { clientAddress } from './client-address.js';
 import { corsForOrigins } from './cors.js';
-import { requestContext } from './middleware.js';
+import { requestContext, withAnswerHeaders } from './middleware.js';
 import { openApiDocument } from './openapi.js';
 import { brokenRequestBody, drainUnreadBody } from './request-body.js';
 import type { AppEnv } from './types.js';
@@ -69,26 +67,30 @@ const API_INFO = {
 };
 
 /**
- * On every response. Framing is refused outright (X-Frame-Options and CSP frame-ancestors), and
- * nothing is cached: every answer is private to a tenant or about a credential (only the docs'
- * static files say otherwise, themselves). HSTS is sent always; browsers heed it only over https,
- * i.e. behind a TLS-terminating proxy.
+ * On every response, unless the route's answer sets the header itself (the dashboard's pages send
+ * a fuller CSP, which refuses framing too; the docs' static files may be cached). The set of
+ * helmet and hono's secureHeaders by default, with framing refused outright (X-Frame-Options and
+ * CSP frame-ancestors), and nothing cached: every answer is private to a tenant or about a
+ * credential. HSTS is sent always; browsers heed it only over https, i.e. behind a
+ * TLS-terminating proxy.
  */
-const securityHeaders = (() => {
-  const headers = secureHeaders({
-    xFrameOptions: 'DENY',
-    contentSecurityPolicy: { frameAncestors: ["'none'"] },
-    // A route that sets one of these itself keeps it: the dashboard's pages send a fuller CSP
-    // (which refuses framing too).
-    overwrite: false,
-  });
-  const noStore: MiddlewareHandler = async (c, next) => {
-    await next();
-    if (!c.res.headers.has('Cache-Control')) c.res.headers.set('Cache-Control', 'no-store');
-  };
-  return every(headers, noStore);
-})();
+const SECURITY_HEADERS: readonly (readonly [string, string])[] = [
+  ['Content-Security-Policy', "frame-ancestors 'none'"],
+  ['Cross-Origin-Opener-Policy', 'same-origin'],
+  ['Cross-Origin-Resource-Policy', 'same-origin'],
+  ['Origin-Agent-Cluster', '?1'],
+  ['Referrer-Policy', 'no-referrer'],
+  ['Strict-Transport-Security', 'max-age=15552000; includeSubDomains'],
+  ['X-Content-Type-Options', 'nosniff'],
+  ['X-DNS-Prefetch-Control', 'off'],
+  ['X-Download-Options', 'noopen'],
+  ['X-Frame-Options', 'DENY'],
+  ['X-Permitted-Cross-Domain-Policies', 'none'],
+  ['X-XSS-Protection', '0'],
+  ['Cache-Control', 'no-store'],
+];
 
+const securityHeaders: MiddlewareHandler = (c, next) => withAnswerHeaders(c, next, SECURITY_HEADERS);
 
 /** Builds the HTTP application. Everything it touches is passed in, so tests build their own. */
 export function createApp(deps: AppDeps) {

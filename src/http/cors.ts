@@ -1,9 +1,12 @@
 import type { MiddlewareHandler } from 'hono';
+import { withAnswerHeaders } from './middleware.js';
 
 const ALLOWED_METHODS = 'GET, POST, PUT, PATCH, DELETE, OPTIONS';
 const ALLOWED_HEADERS = 'Authorization, Content-Type, X-Request-ID, Last-Event-ID, Idempotency-Key';
 /** What a browser client may read of an answer: the request id, when to retry, whether it was a replay. */
 const EXPOSED_HEADERS = 'X-Request-ID, Retry-After, Idempotent-Replayed';
+/** Every answer off the dashboard: whether it carries the allow headers depends on the Origin. */
+const VARY_ORIGIN = ['Vary', 'Origin'] as const;
 
 /**
  * CORS for exactly the configured origins: they get the allow headers (with credentials, for the
@@ -30,14 +33,18 @@ export function corsForOrigins(origins: readonly string[], options: { exceptUnde
       }
       return c.body(null, 204, headers);
     }
-    await next();
-    // On the answer's own headers, as in requestContext.
-    const headers = c.res.headers;
-    headers.append('Vary', 'Origin');
-    if (allowed) {
-      headers.set('Access-Control-Allow-Origin', origin);
-      headers.set('Access-Control-Allow-Credentials', 'true');
-      headers.set('Access-Control-Expose-Headers', EXPOSED_HEADERS);
-    }
+    // No route sets any of these itself.
+    return withAnswerHeaders(
+      c,
+      next,
+      allowed
+        ? [
+            VARY_ORIGIN,
+            ['Access-Control-Allow-Origin', origin],
+            ['Access-Control-Allow-Credentials', 'true'],
+            ['Access-Control-Expose-Headers', EXPOSED_HEADERS],
+          ]
+        : [VARY_ORIGIN],
+    );
   };
 }

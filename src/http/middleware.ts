@@ -1,7 +1,27 @@
 import { randomUUID } from 'node:crypto';
-import type { MiddlewareHandler } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
+import type { Context, MiddlewareHandler, Next } from 'hono';
 import type { Logger } from '../logger.js';
 import type { AppEnv, AuthenticatedEnv } from './types.js';
+
+/**
+ * Runs the rest of the request with `headers` on its answer, whatever the answer turns out to be
+ * (a task, an error, a stream, a page), except those the answer sets itself. Served by Node, they
+ * are written on Node's response, under which @hono/node-server's writeHead lays the answer's own
+ * headers, so the answer stays as made: touching `c.res.headers` after it is made turns its plain
+ * header object into a WHATWG Headers, validated, copied and sorted again to be written out,
+ * which cost the API a sixth of its CPU per created task (docs/performance.md). Served without
+ * Node (Hono's app.request), they go on the answer itself.
+ */
+export async function withAnswerHeaders(c: Context, next: Next, headers: readonly (readonly [string, string])[]): Promise<void> {
+  const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;
+  if (outgoing) {
+    for (const [name, value] of headers) outgoing.setHeader(name, value);
+    return next();
+  }
+  await next();
+  for (const [name, value] of headers) if (!c.res.headers.has(name)) c.res.headers.set(name, value);
+}
 
 const INCOMING_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -17,10 +37,7 @@ export function requestContext(logger: Logger): MiddlewareHandler<AppEnv> {
     c.set('requestId', requestId);
     c.set('logger', requestLogger);
     const startedAt = performance.now();
-    await next();
-    // On the answer's own headers: c.header() after the answer is made would rebuild it as a
-    // streamed WHATWG Response, where @hono/node-server writes a made one straight out.
-    c.res.headers.set('X-Request-ID', requestId);
+    await withAnswerHeaders(c, next, [['X-Request-ID', requestId]]);
     // Set only on authenticated routes, which is why the type of every request's context lacks it.
     const auth = (c.var as Partial<AuthenticatedEnv['Variables']>).auth;
     requestLogger.info('request', {
