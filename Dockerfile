@@ -39,7 +39,7 @@ RUN npm ci --omit=dev --no-audit --no-fund \
 FROM ${NODE_IMAGE} AS runtime
 # The heap the npm scripts give the service too (see SERVICE_NODE_FLAGS in scripts/lib/service-process.ts).
 ENV NODE_ENV=production \
-    NODE_OPTIONS="--max-old-space-size=512 --max-semi-space-size=8" \
+    NODE_OPTIONS="--max-old-space-size=512 --max-semi-space-size=16" \
     PORT=5000 \
     MODE=all
 WORKDIR /app

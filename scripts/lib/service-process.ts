@@ -15,10 +15,13 @@ const ROOT = new URL('../../', import.meta.url).pathname;
  * The heap the service runs with, in package.json's start/api/worker scripts and the Dockerfile
  * (test/deploy-config.test.ts checks they agree). Without a limit V8 sizes its heap for this
  * machine's 24 GiB and lets it grow to ~300 MB of mostly garbage under load; with these the same
- * load runs in ~150 MB at the same speed (README, "Performance"), and 512 MB leaves the live heap
- * (40-70 MB) plenty of room.
+ * load runs in ~150-170 MB (README, "Performance"), and 512 MB leaves the live heap (40-70 MB)
+ * plenty of room. The young generation's semi-spaces of 16 MB, not 8: a scavenge costs what
+ * survives it (about the requests in flight), not what was allocated, so half as many of them
+ * took a sixth less of the API's CPU per created task, for 2 MB more RSS; at 32 the API passed
+ * 200 MB (docs/performance.md).
  */
-export const SERVICE_NODE_FLAGS = ['--max-old-space-size=512', '--max-semi-space-size=8'];
+export const SERVICE_NODE_FLAGS = ['--max-old-space-size=512', '--max-semi-space-size=16'];
 
 /** Runs Node with `args`, its stdout and stderr kept together. */
 function spawnNode(args: string[], env: Record<string, string>, options: { cwd?: string }): ServiceProcess {
