@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { withTimeout } from '../lib/timeout.js';
 import type { Logger } from '../logger.js';
-import { CONNECTION_TIMEOUT_MS } from './client.js';
+import { CONNECTION_TIMEOUT_MS } from './connection-settings.js';
 
 /** Network errors that mean the server could not be reached, or the connection to it was lost. */
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);

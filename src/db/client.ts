@@ -2,17 +2,10 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { BOSS_SCHEMA } from '../queue/boss.js';
 import { PREPARED_MARKER, preparingClientClass } from './prepared-statements.js';
+import { CONNECTION_TIMEOUT_MS, IDLE_CONNECTION_MS } from './connection-settings.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
-
-/**
- * How long a query waits for a pooled connection (or for a new one to be made) before it fails:
- * a request that needs the database answers 503 within about this, instead of hanging, also
- * while a restarting server has its port open but does not accept connections yet. Under normal
- * load a connection is free within milliseconds; a second of waiting means the pool is overrun.
- */
-export const CONNECTION_TIMEOUT_MS = 1_000;
 
 /** A Kysely client over its own pg pool; destroy() closes the pool. */
 export function createDb(connectionString: string, options: { max?: number; applicationName?: string; preparedStatements?: boolean } = {}): Db {
@@ -23,6 +16,7 @@ export function createDb(connectionString: string, options: { max?: number; appl
     max: options.max ?? 20,
     application_name: options.applicationName ?? 'autonomos',
     connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
+    idleTimeoutMillis: IDLE_CONNECTION_MS,
     // A server that vanished without closing its connections (a partition, a failover) is
     // noticed by TCP keepalive rather than left to hang until the kernel gives up.
     keepAlive: true,

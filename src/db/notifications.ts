@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { withTimeout } from '../lib/timeout.js';
-import { CONNECTION_TIMEOUT_MS } from './client.js';
+import { CONNECTION_TIMEOUT_MS } from './connection-settings.js';
 import type { DatabaseWatch } from './availability.js';
 
 /**

@@ -1,5 +1,6 @@
 import { PgBoss } from 'pg-boss';
 import type { DatabaseWatch } from '../db/availability.js';
+import { IDLE_CONNECTION_MS } from '../db/connection-settings.js';
 import { preparingClientClass } from '../db/prepared-statements.js';
 import type { Logger } from '../logger.js';
 
@@ -26,6 +27,8 @@ export function createBoss(connectionString: string, logger: Logger, options: Bo
     schema: BOSS_SCHEMA,
     application_name: 'autonomos-queue',
     max: options.maxConnections ?? 10,
+    // Passed to pg-boss's pg.Pool with the rest, though its type does not list it.
+    ...{ idleTimeoutMillis: IDLE_CONNECTION_MS },
     // Handed to pg-boss's pg.Pool with the rest of this configuration. pg-boss's statements are a
     // fixed set per queue (values travel as parameters), its fetch the longest of all.
     ...(options.preparedStatements === false ? {} : { Client: preparingClientClass(() => true) }),
