@@ -2,14 +2,15 @@
  * Benchmark: AutonomOS next to its references, measured in one run on one machine, printed as a
  * table of figures with their ratios and targets, and written as JSON with --json FILE.
  *
- *   npm run bench -- [--tasks 2000] [--warmup 1000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--idle] [--waits] [--json FILE]
+ *   npm run bench -- [--tasks 2000] [--warmup 10000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--idle] [--waits] [--json FILE]
  *
  * The API and the worker run as separate processes, compiled as `npm run api` and `npm run worker`
  * run them (NODE_ENV=production) against a fresh database per phase and a local fake Slack that answers at
  * once. Each throughput phase (bare, creates, loaded, raw) first runs `--warmup` requests or jobs
  * the same way, unmeasured, so that every side is measured warm (JIT-compiled code, open and
- * prepared connections), as a service that runs for more than a few seconds is; `--warmup 0`
- * measures them cold. Before each measurement the phase's database is vacuumed, analysed and
+ * prepared connections, a heap sized to its load), as a service that runs for more than a few
+ * seconds is; `--warmup 0` measures them cold. The API takes long to warm: after 1,000 creations
+ * it still spent a fifth more CPU on each than after 14,000 (two API processes loaded in turn). Before each measurement the phase's database is vacuumed, analysed and
  * checkpointed (settleDatabase). With `--repeat N` the four throughput phases run N rounds (fresh
  * databases each) and the key figures are also given as the median and range over the rounds: on
  * this kind of machine one round's ratio moves by up to ±0.25. Phases:
@@ -55,7 +56,7 @@ import { buildService, spawnCompiledService, spawnScript, type ServiceProcess } 
 const { values: args } = parseArgs({
   options: {
     tasks: { type: 'string', default: '2000' },
-    warmup: { type: 'string', default: '1000' },
+    warmup: { type: 'string', default: '10000' },
     repeat: { type: 'string', default: '1' },
     concurrency: { type: 'string', default: '32' },
     paced: { type: 'string', default: '500' },
