@@ -63,7 +63,9 @@ async function demote(app: TestApp, user: RegisteredUser, role: Role): Promise<v
   });
   // /me reads the user's row; authorization reads what this process remembers of it, which the
   // change's notification updates a moment later (the role is below admin in every use here).
-  await eventually(async () => ((await app.get('/api/v1/tenant/webhook-secret', { token: user.token })).status === 403 ? true : undefined), {
+  // Asked through a route that only reads: until the notification lands the caller is still
+  // admin, and reading the webhook secret then would create it.
+  await eventually(async () => ((await app.get(SLACK_PATH, { token: user.token })).status === 403 ? true : undefined), {
     message: `${user.email} refused as ${role}`,
   });
 }
