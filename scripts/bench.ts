@@ -10,8 +10,9 @@
  * the same way, unmeasured, so that every side is measured warm (JIT-compiled code, open and
  * prepared connections, a heap sized to its load), as a service that runs for more than a few
  * seconds is; `--warmup 0` measures them cold. The API takes long to warm: after 1,000 creations
- * it still spent a fifth more CPU on each than after 14,000 (two API processes loaded in turn). Before each measurement the phase's database is vacuumed, analysed and
- * checkpointed (settleDatabase). With `--repeat N` the four throughput phases run N rounds (fresh
+ * it still spent a fifth more CPU on each than after 14,000 (two API processes loaded in turn).
+ * Before each measurement the phase's database is vacuumed, analysed and checkpointed
+ * (settleDatabase). With `--repeat N` the four throughput phases run N rounds (fresh
  * databases each) and the key figures are also given as the median and range over the rounds: on
  * this kind of machine one round's ratio moves by up to ±0.25. Phases:
  * - bare: the floor for creation, a node http + pg server doing one INSERT per request
@@ -338,15 +339,18 @@ async function settleDatabase(url: string) {
 }
 
 /**
- * Waits until none of the tasks `where` picks is queued or running: the end of a phase's work.
- * Watched over one connection, counting through the partial indexes that hold only unfinished
- * plain tasks (the only kind the benchmark sends), so the watching costs PostgreSQL next to
- * nothing, as reading the raw worker's output costs the raw pg-boss reference nothing. (Counting
- * the finished tasks, over a new connection each poll, took a sixth of a core from the
- * service it measured: 7.8 ms of PostgreSQL's time every 50 ms.)
+ * Waits until none of the tasks `where` picks is queued or running: the end of a phase's work
+ * (the benchmark sends only plain tasks, and awaits each creation's 201 before waiting here).
+ * Watched over one connection, counting through the partial indexes of the running tasks and the
+ * queued plain ones, so the watching costs PostgreSQL next to nothing, as reading the raw worker's
+ * output costs the raw pg-boss reference nothing. (Counting the finished tasks, over a new
+ * connection each poll, took a sixth of a core from the service it measured: 7.8 ms of
+ * PostgreSQL's time every 50 ms.) A failed count ends the benchmark rather than the wait.
  */
 async function untilAllFinished(url: string, where: string, timeoutMs: number, what: string) {
   const client = new pg.Client({ connectionString: url });
+  // A connection lost between counts fails the next count.
+  client.on('error', () => {});
   await client.connect();
   try {
     const unfinished = async () =>
@@ -358,11 +362,16 @@ async function untilAllFinished(url: string, where: string, timeoutMs: number, w
           )
         ).rows[0]!.n,
       );
-    await until(async () => ((await unfinished()) === 0 ? true : undefined), timeoutMs, what);
+    const deadline = Date.now() + timeoutMs;
+    while ((await unfinished()) > 0) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await sleep(50);
+    }
   } finally {
     await client.end();
   }
 }
+
 /**
  * Deliveries beyond each task's own attempts: here, where no task fails and no worker is lost,
  * those put back because their tenant was at its cap when the claim came, each one a fetch and a
@@ -445,12 +454,13 @@ async function benchLoaded(databaseUrl: string, slackUrl: string) {
     // A client of its own, unbounded: requests wait for nothing on the client's side.
     const pacedPost = jsonPoster(service.base);
     const pacedStarted = Date.now();
-    const inFlight: Promise<unknown>[] = [];
+    const inFlight: Promise<number>[] = [];
     for (let index = 0; index < PACED; index++) {
       await sleep(Math.max(0, pacedStarted + (index * 1000) / RATE - Date.now()));
       inFlight.push(pacedPost('/api/v1/tasks', slackPayload(TASKS + index), { token, timeoutMs: 30_000 }));
     }
-    await Promise.all(inFlight);
+    const refused = (await Promise.all(inFlight)).filter((status) => status !== 201);
+    if (refused.length > 0) throw new Error(`paced creates answered ${refused.join(', ')}`);
     await untilAllFinished(databaseUrl, 'true', 10 * 60_000, 'the paced tasks to finish');
     const pacedPickup = summary(await pickups(databaseUrl, `payload->>'message' in (${Array.from({ length: PACED }, (_, i) => `'task ${TASKS + i}'`).join(',')})`));
     return {

@@ -2,13 +2,19 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { BOSS_SCHEMA } from '../queue/boss.js';
 import { PREPARED_MARKER, preparingClientClass } from './prepared-statements.js';
-import { CONNECTION_TIMEOUT_MS, IDLE_CONNECTION_MS } from './connection-settings.js';
+import { CONNECTION_TIMEOUT_MS, IDLE_CONNECTIONS } from './connection-settings.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
 
-/** A Kysely client over its own pg pool; destroy() closes the pool. */
-export function createDb(connectionString: string, options: { max?: number; applicationName?: string; preparedStatements?: boolean } = {}): Db {
+/**
+ * A Kysely client over its own pg pool; destroy() closes the pool. `idleTimeoutMs` replaces how
+ * long an unused connection is kept (IDLE_CONNECTIONS).
+ */
+export function createDb(
+  connectionString: string,
+  options: { max?: number; applicationName?: string; preparedStatements?: boolean; idleTimeoutMs?: number } = {},
+): Db {
   const pool = new pg.Pool({
     // Our marked statements, and pg-boss's when they run in our transactions (a fixed set per queue).
     ...(options.preparedStatements === false ? {} : { Client: preparingClientClass((text) => text.includes(PREPARED_MARKER) || text.includes(`${BOSS_SCHEMA}.`)) }),
@@ -16,10 +22,10 @@ export function createDb(connectionString: string, options: { max?: number; appl
     max: options.max ?? 20,
     application_name: options.applicationName ?? 'autonomos',
     connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
-    idleTimeoutMillis: IDLE_CONNECTION_MS,
-    // A server that vanished without closing its connections (a partition, a failover) is
-    // noticed by TCP keepalive rather than left to hang until the kernel gives up.
-    keepAlive: true,
+    // Keepalive also notices a server that vanished without closing its connections (a partition,
+    // a failover), rather than leaving them to hang until the kernel gives up.
+    ...IDLE_CONNECTIONS,
+    ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMillis: options.idleTimeoutMs }),
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', () => {});

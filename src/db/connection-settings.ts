@@ -6,10 +6,12 @@
  */
 export const CONNECTION_TIMEOUT_MS = 1_000;
 /**
- * How long a pool keeps a connection nobody uses, for ours and pg-boss's. A new connection's first
- * statements cost tens of milliseconds (the server loads its catalog caches, compiles the trigger
- * functions and plans the prepared statements again): with pg's default of 10 s, the first burst
- * after every quiet spell paid that on most connections, and the benchmark's loaded phase began
- * with its slowest creations (150-340 ms). The pools stay bounded by their size.
+ * How our pools and pg-boss's keep the connections nobody uses for a while. A new connection's
+ * first statements cost tens of milliseconds here (the server loads its catalog caches, compiles
+ * the trigger functions and plans the prepared statements again): with pg's default of 10 s idle,
+ * the first burst after each quiet spell paid that on most connections, and the benchmark's loaded
+ * phase began with its slowest creations (150-340 ms). A minute covers such spells; the pools stay
+ * bounded by their size. An idle connection a NAT or load balancer drops silently meanwhile is
+ * found by TCP keepalive after 30 s of silence, not after the kernel's default of two hours.
  */
-export const IDLE_CONNECTION_MS = 5 * 60_000;
+export const IDLE_CONNECTIONS = { idleTimeoutMillis: 60_000, keepAlive: true, keepAliveInitialDelayMillis: 30_000 } as const;

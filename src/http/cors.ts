@@ -33,7 +33,7 @@ export function corsForOrigins(origins: readonly string[], options: { exceptUnde
       }
       return c.body(null, 204, headers);
     }
-    // No route sets any of these itself.
+    // No route sets any of these itself (one that set Vary would replace Origin in it).
     return withAnswerHeaders(
       c,
       next,

@@ -9,9 +9,11 @@ import type { AppEnv, AuthenticatedEnv } from './types.js';
  * (a task, an error, a stream, a page), except those the answer sets itself. Served by Node, they
  * are written on Node's response, under which @hono/node-server's writeHead lays the answer's own
  * headers, so the answer stays as made: touching `c.res.headers` after it is made turns its plain
- * header object into a WHATWG Headers, validated, copied and sorted again to be written out,
- * which cost the API a sixth of its CPU per created task (docs/performance.md). Served without
- * Node (Hono's app.request), they go on the answer itself.
+ * header object into a WHATWG Headers, validated, copied and sorted again to be written out:
+ * about 5% of the API's CPU per created task (docs/performance.md). Served without Node (Hono's
+ * app.request), they go on the answer itself. Either way an answer's own header replaces the one
+ * given here, so one that should combine with the answer's (Vary) is given here only while no
+ * route sets it.
  */
 export async function withAnswerHeaders(c: Context, next: Next, headers: readonly (readonly [string, string])[]): Promise<void> {
   const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;

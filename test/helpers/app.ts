@@ -64,6 +64,8 @@ export function testConfig(databaseUrl: string, env: Record<string, string> = {}
   });
 }
 
+const TEST_IDLE_TIMEOUT_MS = 10_000;
+
 /**
  * The real app on a real port against a database of its own, with a real pg-boss. With
  * `worker: true` a worker runs in the same process.
@@ -71,11 +73,12 @@ export function testConfig(databaseUrl: string, env: Record<string, string> = {}
 export async function startTestApp(options: { env?: Record<string, string>; worker?: boolean } = {}): Promise<TestApp> {
   const database = await createTestDatabase();
   const config = testConfig(database.url, options.env);
-  // Small pools: three test files run at once next to a fault test, and the server allows 100
+  // Small pools that give back what they do not use after pg's default 10 s: three test files run
+  // at once next to a fault test that keeps several apps open, and the server allows 100
   // connections in all.
-  const db = createDb(database.url, { max: 6 });
+  const db = createDb(database.url, { max: 6, idleTimeoutMs: TEST_IDLE_TIMEOUT_MS });
   const watch = createDatabaseWatch(() => pingDatabase(db), silentLogger);
-  const boss = createBoss(database.url, silentLogger, { supervise: true, watch, maxConnections: 6 });
+  const boss = createBoss(database.url, silentLogger, { supervise: true, watch, maxConnections: 6, idleTimeoutMs: TEST_IDLE_TIMEOUT_MS });
   await boss.start();
   await declareQueues(boss);
   const notifications = createNotifications(database.url, { watch });
