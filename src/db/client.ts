@@ -2,14 +2,14 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { BOSS_SCHEMA } from '../queue/boss.js';
 import { PREPARED_MARKER, preparingClientClass } from './prepared-statements.js';
-import { CONNECTION_TIMEOUT_MS, IDLE_CONNECTIONS } from './connection-settings.js';
+import { CONNECTION_TIMEOUT_MS, idleConnections } from './connection-settings.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
 
 /**
  * A Kysely client over its own pg pool; destroy() closes the pool. `idleTimeoutMs` replaces how
- * long an unused connection is kept (IDLE_CONNECTIONS).
+ * long an unused connection is kept (idleConnections).
  */
 export function createDb(
   connectionString: string,
@@ -24,8 +24,7 @@ export function createDb(
     connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
     // Keepalive also notices a server that vanished without closing its connections (a partition,
     // a failover), rather than leaving them to hang until the kernel gives up.
-    ...IDLE_CONNECTIONS,
-    ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMillis: options.idleTimeoutMs }),
+    ...idleConnections(options.idleTimeoutMs),
   });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', () => {});

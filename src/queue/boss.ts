@@ -1,6 +1,6 @@
 import { PgBoss } from 'pg-boss';
 import type { DatabaseWatch } from '../db/availability.js';
-import { IDLE_CONNECTIONS } from '../db/connection-settings.js';
+import { idleConnections } from '../db/connection-settings.js';
 import { preparingClientClass } from '../db/prepared-statements.js';
 import type { Logger } from '../logger.js';
 
@@ -18,7 +18,7 @@ export interface BossOptions {
   maxConnections?: number;
   /** Whether its statements (the fetch above all) run prepared; see db/prepared-statements.ts. */
   preparedStatements?: boolean;
-  /** Replaces how long the queue's pool keeps an unused connection (IDLE_CONNECTIONS). */
+  /** Replaces how long the queue's pool keeps an unused connection (idleConnections). */
   idleTimeoutMs?: number;
 }
 
@@ -30,8 +30,7 @@ export function createBoss(connectionString: string, logger: Logger, options: Bo
     application_name: 'autonomos-queue',
     max: options.maxConnections ?? 10,
     // Passed to pg-boss's pg.Pool with the rest, though its type does not list them.
-    ...IDLE_CONNECTIONS,
-    ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMillis: options.idleTimeoutMs }),
+    ...idleConnections(options.idleTimeoutMs),
     // Handed to pg-boss's pg.Pool with the rest of this configuration. pg-boss's statements are a
     // fixed set per queue (values travel as parameters), its fetch the longest of all.
     ...(options.preparedStatements === false ? {} : { Client: preparingClientClass(() => true) }),
