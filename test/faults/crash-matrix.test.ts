@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { sql } from 'kysely';
 import { httpJson } from '../../scripts/lib/http-json.js';
 import { spawnService, type ServiceProcess } from '../../scripts/lib/service-process.js';
 import { freePort } from '../../src/main/embedded-postgres.js';
@@ -149,6 +150,17 @@ describe('an API killed between a batch of creations and its answers', () => {
         'no request was answered',
       );
 
+      // A second batch's COMMIT may have left the API just before the kill: PostgreSQL runs it
+      // when it reads it, so what committed is known only once the dead API's sessions are gone.
+      await eventually(
+        async () => {
+          const { rows } = await sql<{ sessions: number }>`
+            select count(*)::int as sessions from pg_stat_activity
+             where datname = current_database() and application_name like 'autonomos-api%'`.execute(app.db);
+          return rows[0]!.sessions === 0 ? true : undefined;
+        },
+        { timeoutMs: 20_000, message: 'the killed API gone from the database' },
+      );
       const stored = await tenantTasks(app, user.tenantId);
       assert.ok(stored.length >= 1, 'the first batch committed before the kill');
       for (const task of stored) {
