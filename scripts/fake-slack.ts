@@ -1,7 +1,8 @@
 /**
  * `npm run fake-slack`: a stand-in for a Slack incoming webhook, to see tasks succeed without a
  * Slack workspace. Listens on 127.0.0.1:4000 (FAKE_SLACK_PORT), answers every POST with 200 "ok"
- * and prints the channel and text it got. Point the service at it:
+ * and prints the channel and text it got (with FAKE_SLACK_QUIET=1, nothing but that it listens: the
+ * benchmark runs it so). Point the service at it:
  *
  *   SLACK_WEBHOOK_URL=http://127.0.0.1:4000/hook npm start
  */
@@ -9,11 +10,12 @@ import { createServer } from 'node:http';
 import { readRequestBody } from './lib/http-json.js';
 
 const port = Number(process.env.FAKE_SLACK_PORT ?? 4000);
+const quiet = process.env.FAKE_SLACK_QUIET === '1';
 
 const server = createServer(async (request, response) => {
   const body = await readRequestBody(request);
   const { channel, text } = (typeof body === 'object' && body !== null ? body : {}) as { channel?: unknown; text?: unknown };
-  console.log(`${new Date().toISOString()} ${request.method} ${request.url} ${String(channel)}: ${String(text)}`);
+  if (!quiet) console.log(`${new Date().toISOString()} ${request.method} ${request.url} ${String(channel)}: ${String(text)}`);
   response.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok');
 });
 
