@@ -5,7 +5,7 @@
  *   npm run bench -- [--tasks 2000] [--warmup 10000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--idle] [--waits] [--json FILE]
  *
  * The API and the worker run as separate processes, compiled as `npm run api` and `npm run worker`
- * run them (NODE_ENV=production) against a fresh database per phase and a local fake Slack that answers at
+ * run them (NODE_ENV=production) against a fresh database per phase and a local fake Slack (a process of its own) that answers at
  * once. Each throughput phase (bare, creates, loaded, raw) first runs `--warmup` requests or jobs
  * the same way, unmeasured, so that every side is measured warm (JIT-compiled code, open and
  * prepared connections, a heap sized to its load), as a service that runs for more than a few
