@@ -3,8 +3,6 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { createDb, type Db } from '../src/db/client.js';
 import { prepared } from '../src/db/prepared-statements.js';
-import { silentLogger } from '../src/logger.js';
-import { createBoss } from '../src/queue/boss.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
 describe('prepared statements', () => {
@@ -68,40 +66,5 @@ describe('prepared statements', () => {
       /cached plan must not change result type/,
     );
     assert.deepEqual((await probe(1)).rows, [{ id: 1, label: 'one', note: null, extra: null }]);
-  });
-});
-
-describe("the queue's own connections", () => {
-  let database: TestDatabase;
-  before(async () => {
-    database = await createTestDatabase();
-  });
-  after(async () => {
-    await database.drop();
-  });
-
-  const synchronousCommit = async (preparedStatements?: boolean) => {
-    const boss = createBoss(database.url, silentLogger, { supervise: false, ...(preparedStatements === undefined ? {} : { preparedStatements }) });
-    await boss.start();
-    try {
-      const { rows } = await boss.getDb().executeSql('show synchronous_commit');
-      return (rows[0] as { synchronous_commit: string }).synchronous_commit;
-    } finally {
-      await boss.stop({ graceful: false });
-    }
-  };
-
-  it("commit without waiting for the disk (fetches, heartbeats, maintenance), while ours wait: a task's fate is written on ours", async () => {
-    assert.equal(await synchronousCommit(), 'off');
-    const db = createDb(database.url, { max: 1 });
-    try {
-      assert.equal((await sql<{ synchronous_commit: string }>`show synchronous_commit`.execute(db)).rows[0]!.synchronous_commit, 'on');
-    } finally {
-      await db.destroy();
-    }
-  });
-
-  it('wait for the disk behind a transaction-pooling proxy, which refuses the startup option', async () => {
-    assert.equal(await synchronousCommit(false), 'on');
   });
 });

@@ -16,11 +16,7 @@ export interface BossOptions {
   watch?: DatabaseWatch;
   /** Connections of the queue's own pool (default 10). */
   maxConnections?: number;
-  /**
-   * Whether its statements (the fetch above all) run prepared (see db/prepared-statements.ts), and
-   * commit without waiting for the disk (see createBoss). False behind a transaction-pooling proxy,
-   * which keeps no prepared statement and refuses the startup option that sets the latter.
-   */
+  /** Whether its statements (the fetch above all) run prepared; see db/prepared-statements.ts. */
   preparedStatements?: boolean;
   /** Replaces how long the queue's pool keeps an unused connection (idleConnections). */
   idleTimeoutMs?: number;
@@ -38,15 +34,6 @@ export function createBoss(connectionString: string, logger: Logger, options: Bo
     // Handed to pg-boss's pg.Pool with the rest of this configuration. pg-boss's statements are a
     // fixed set per queue (values travel as parameters), its fetch the longest of all.
     ...(options.preparedStatements === false ? {} : { Client: preparingClientClass(() => true) }),
-    // What pg-boss writes on its own connections commits without waiting for the disk: its fetches
-    // (a job marked active), heartbeats, its maintenance and its schedules. A crash of the
-    // database may lose the last fraction of a second of them, as if the fetch or the heartbeat
-    // had come later: nothing has run on the strength of them. What decides a task's fate (its
-    // claim, outcome, the job's completion, a retry, a callback's job) is written on our pool, in
-    // our statements and transactions, and waits for the disk; each such commit also makes every
-    // earlier write durable, the fetch it follows included. A fetch's commit is on the pickup's
-    // path: this saves it the 0.4 ms its flush to disk took here (docs/performance.md).
-    ...(options.preparedStatements === false ? {} : { options: '-c synchronous_commit=off' }),
     supervise: options.supervise,
     // Frequent passes notice a crashed worker's expired or heartbeat-less jobs within seconds.
     superviseIntervalSeconds: 5,
