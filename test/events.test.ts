@@ -185,6 +185,11 @@ describe('resuming with Last-Event-ID', () => {
       ['task.created', 'task.started', 'task.succeeded'],
     );
     assert.deepEqual(JSON.parse(eventsOfTask(replayed, missedB.id)[2]!.data), await getTask(app, user.token, missedB.id));
+    // A replayed event shows the task as it was then, not as it is now.
+    assert.deepEqual(
+      eventsOfTask(replayed, missedA.id).map((event) => JSON.parse(event.data).status),
+      ['queued', 'in_progress', 'success'],
+    );
 
     // The same from the query string, starting after the third replayed event.
     const fromQuery = await connect(user, { query: `?last_event_id=${encodeURIComponent(replayed[2]!.id!)}` });
