@@ -2,7 +2,7 @@
  * Benchmark: AutonomOS next to its references, measured in one run on one machine, printed as a
  * table of figures with their ratios and targets, and written as JSON with --json FILE.
  *
- *   npm run bench -- [--tasks 2000] [--warmup 10000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--idle] [--waits] [--json FILE]
+ *   npm run bench -- [--tasks 2000] [--warmup 10000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--idle] [--waits] [--statements] [--json FILE]
  *
  * The API and the worker run as separate processes, compiled as `npm run api` and `npm run worker`
  * run them (NODE_ENV=production) against a fresh database per phase and a local fake Slack (a process of its own) that answers at
@@ -38,6 +38,11 @@
  *   creates ran (PostgreSQL's wait events, sampled every WAIT_SAMPLE_MS), per connection pool
  *   and statement: where a creation spends its time besides CPU. The sampling costs a little
  *   PostgreSQL CPU of its own, so it is off unless asked for.
+ * - statements (--statements): what each statement of the loaded phase cost PostgreSQL per task,
+ *   from the creations' start to the last task's end (pg_stat_statements: execution time, which
+ *   includes waiting for locks but not the commit, buffers and WAL). It needs a server that
+ *   preloads the extension (shared_preload_libraries = 'pg_stat_statements', which this
+ *   machine's does not): point BENCH_DATABASE_URL at one; without it the part is skipped.
  * The RSS of the API and worker processes is sampled throughout. The creations are sent by a
  * lean client (jsonPoster: node's http, kept-alive connections), which costs a third of what
  * `fetch` did per request: it shares the two cores with what it measures.
@@ -67,6 +72,7 @@ const { values: args } = parseArgs({
     'login-flood': { type: 'boolean', default: false },
     idle: { type: 'boolean', default: false },
     waits: { type: 'boolean', default: false },
+    statements: { type: 'boolean', default: false },
     json: { type: 'string' },
   },
 });
@@ -264,6 +270,41 @@ function sampleWaits(url: string) {
   };
 }
 
+/**
+ * Starts counting what each statement on the phase's database costs (pg_stat_statements); the
+ * returned function reads the counts, per task, costliest first. Undefined, with the reason
+ * printed, when the server does not load the extension.
+ */
+async function countStatements(url: string) {
+  try {
+    await query(url, 'create extension if not exists pg_stat_statements');
+    await query(url, 'select pg_stat_statements_reset(0, (select oid from pg_database where datname = current_database()), 0)');
+  } catch (error) {
+    console.warn(`--statements skipped: ${(error as Error).message}`);
+    return undefined;
+  }
+  return async (tasks: number) => {
+    const rows = await query<{ statement: string; calls: string; rows: string; exec_ms: number; blocks: string; wal_records: string; wal_bytes: string }>(
+      url,
+      `select trim(left(regexp_replace(query, '(/\\*.*?\\*/|\\s)+', ' ', 'g'), 60)) as statement, calls, rows, total_exec_time as exec_ms,
+              shared_blks_hit + shared_blks_read as blocks, wal_records, wal_bytes
+       from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database()) and toplevel
+         and query not like '%pg_stat_statements%'
+       order by total_exec_time desc`,
+    );
+    const perTask = (value: number | string, scale = 1) => round((Number(value) * scale) / tasks, 1);
+    return rows.map((row) => ({
+      statement: row.statement,
+      callsPerTask: round(Number(row.calls) / tasks, 3),
+      rowsPerCall: round(Number(row.rows) / Math.max(1, Number(row.calls)), 1),
+      execUsPerTask: perTask(row.exec_ms, 1000),
+      blocksPerTask: perTask(row.blocks),
+      walRecordsPerTask: perTask(row.wal_records),
+      walBytesPerTask: perTask(row.wal_bytes),
+    }));
+  };
+}
+
 async function stopAll(services: ServiceProcess[]) {
   for (const service of services) if (service.child.exitCode === null) service.child.kill('SIGTERM');
   await Promise.all(services.map((service) => service.exited));
@@ -443,12 +484,14 @@ async function benchLoaded(databaseUrl: string, slackUrl: string) {
     const measuredFrom = (await query<{ now: string }>(databaseUrl, 'select now()::text as now'))[0]!.now;
     const cpu = meterCpu(service.api.child.pid, service.worker!.child.pid);
     const startedAt = performance.now();
+    const readStatements = args.statements ? await countStatements(databaseUrl) : undefined;
     const stopSamplingWaits = args.waits ? sampleWaits(databaseUrl) : undefined;
     const run = await createTasks(service, token, TASKS, CONCURRENCY);
     const waits = await stopSamplingWaits?.();
     await untilAllFinished(databaseUrl, 'true', 10 * 60_000, 'all tasks to finish');
     const endToEndSeconds = (performance.now() - startedAt) / 1000;
     const endToEndCpuPerTask = cpu(TASKS);
+    const statements = await readStatements?.(TASKS);
     const loadedPickup = summary(await pickups(databaseUrl, `created_at >= '${measuredFrom}'`));
     const loadedPutBacks = await putBacks(databaseUrl, `tasks.created_at >= '${measuredFrom}'`);
 
@@ -474,6 +517,7 @@ async function benchLoaded(databaseUrl: string, slackUrl: string) {
       loadedPutBacks,
       pacedPickup,
       waits,
+      statements,
       apiRssMb: memory.peaks.api ?? NaN,
       workerRssMb: memory.peaks.worker ?? NaN,
     };
@@ -698,6 +742,16 @@ try {
         .sort((a, b) => b[1] - a[1])
         .map(([activity, n]) => `${activity} ${Math.round((100 * n) / group.samples)}%`);
       console.log(`| ${group.pool} | ${group.statement.replace(/\|/g, '\\|')} | ${group.samples} | ${shares.join(', ')} |`);
+    }
+  }
+  if (loaded.statements) {
+    console.log(`\nThe loaded phase's statements, from the first creation to the last task's end, per task (pg_stat_statements; execution time includes lock waits, not commits):\n`);
+    console.log('| statement | calls | rows a call | execution µs | buffers | WAL records | WAL bytes |');
+    console.log('|---|---|---|---|---|---|---|');
+    for (const row of loaded.statements.slice(0, 12)) {
+      console.log(
+        `| ${row.statement.replace(/\|/g, '\\|')} | ${row.callsPerTask} | ${row.rowsPerCall} | ${row.execUsPerTask} | ${row.blocksPerTask} | ${row.walRecordsPerTask} | ${row.walBytesPerTask} |`,
+      );
     }
   }
   const report = { tasks: TASKS, warmup: WARMUP, repeat: REPEAT, concurrency: CONCURRENCY, paced: PACED, rate: RATE, backlog: fairness ? BACKLOG : undefined, bare, creates, loaded, raw, rounds, fairness, loginFlood, idle };
