@@ -476,12 +476,16 @@ export interface AuditEntry {
   message: string;
 }
 
-/** Writes audit entries in one statement, each once (see taskStore's auditOnce). */
+/**
+ * Writes audit entries in one statement, each once (see taskStore's auditOnce). The entries come
+ * as arrays, so the text is the same for any number of them and runs prepared: a worker writes
+ * one before each Slack post or HTTP request, and a VALUES list per count was parsed and planned
+ * every time (0.15-0.25 ms of PostgreSQL's time for one entry).
+ */
 export async function writeAuditEntriesOnce(db: Kysely<Database>, entries: readonly AuditEntry[]): Promise<void> {
   if (entries.length === 0) return;
-  await db
-    .insertInto('task_logs')
-    .values(entries.map((entry) => ({ id: entry.id, task_id: entry.taskId, tenant_id: entry.tenantId, message: entry.message })))
-    .onConflict((oc) => oc.column('id').doNothing())
-    .execute();
+  await sql`${prepared} insert into task_logs (id, task_id, tenant_id, message)
+    select * from unnest(${entries.map((entry) => entry.id)}::uuid[], ${entries.map((entry) => entry.taskId)}::uuid[],
+                         ${entries.map((entry) => entry.tenantId)}::uuid[], ${entries.map((entry) => entry.message)}::text[])
+    on conflict (id) do nothing`.execute(db);
 }
