@@ -481,10 +481,10 @@ async function benchLoaded(databaseUrl: string, slackUrl: string) {
     await createTasks(service, token, WARMUP, CONCURRENCY, WARMUP_OFFSET);
     await untilAllFinished(databaseUrl, 'true', 10 * 60_000, 'the warm-up tasks to finish');
     await settleDatabase(databaseUrl);
+    const readStatements = args.statements ? await countStatements(databaseUrl) : undefined;
     const measuredFrom = (await query<{ now: string }>(databaseUrl, 'select now()::text as now'))[0]!.now;
     const cpu = meterCpu(service.api.child.pid, service.worker!.child.pid);
     const startedAt = performance.now();
-    const readStatements = args.statements ? await countStatements(databaseUrl) : undefined;
     const stopSamplingWaits = args.waits ? sampleWaits(databaseUrl) : undefined;
     const run = await createTasks(service, token, TASKS, CONCURRENCY);
     const waits = await stopSamplingWaits?.();
