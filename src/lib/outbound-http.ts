@@ -133,8 +133,20 @@ function requestHeaders(request: OutboundRequest): Record<string, string> {
  * whatever the server sends. Any HTTP status is an answer; only a timeout, a failed connection or the caller's abort throw.
  */
 export async function sendOutbound(request: OutboundRequest): Promise<OutboundResponse> {
-  const deadline = AbortSignal.timeout(request.timeoutMs);
-  const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline;
+  // One controller for the deadline and the caller's abort, both undone when the call ends:
+  // AbortSignal.timeout() and AbortSignal.any() keep their signals in weak references and a
+  // finalization registry until a full garbage collection, which a worker posting a thousand times
+  // a second paid for in promoted garbage and longer pauses (docs/performance.md).
+  const controller = new AbortController();
+  let timedOut = false;
+  const deadline = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, request.timeoutMs);
+  const callerAborted = () => controller.abort();
+  request.signal?.addEventListener('abort', callerAborted, { once: true });
+  if (request.signal?.aborted) controller.abort();
+  const signal = controller.signal;
   try {
     // undici's request(), not fetch(): the same agents and deadline for a quarter to a third of the CPU
     // per call (no WHATWG Request, Response and streams to build), and it never follows a redirect.
@@ -159,7 +171,10 @@ export async function sendOutbound(request: OutboundRequest): Promise<OutboundRe
     return { status: response.statusCode, headers, text, truncated };
   } catch (error) {
     if (request.signal?.aborted) throw request.signal.reason;
-    if (deadline.aborted) throw new OutboundTimeoutError(request.timeoutMs);
+    if (timedOut) throw new OutboundTimeoutError(request.timeoutMs);
     throw new OutboundUnreachableError(rootMessage(error), { cause: error });
+  } finally {
+    clearTimeout(deadline);
+    request.signal?.removeEventListener('abort', callerAborted);
   }
 }
