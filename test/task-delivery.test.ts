@@ -314,6 +314,37 @@ describe("a tenant's cap of running tasks, counted as deliveries claim", () => {
   });
 });
 
+describe("a batch's deliveries", () => {
+  // The worker counts a tenant's running tasks down as each delivery settles (worker.ts), so the
+  // room a batch's quick tasks leave is fetched for while its slowest still runs.
+  test("each settles once its own outcome is recorded, not when the batch's slowest does", async () => {
+    const user = await registerAndLogin(app, 'settle-each');
+    const [slow, quick] = [newChannel('settle-slow'), newChannel('settle-quick')];
+    let answerSlow!: () => void;
+    const slowAnswered = new Promise<void>((resolve) => (answerSlow = resolve));
+    slack.route(slow, () => ({ status: 200, body: 'ok', after: slowAnswered }));
+    const slowTask = await createTask(app, user.token, { payload: slackPayload(slow) });
+    const quickTask = await createTask(app, user.token, { payload: slackPayload(quick) });
+    const { run } = runner();
+    const settled: string[] = [];
+    const batch = run(await fetchJobs([slowTask.id, quickTask.id]), (job) => settled.push(job.id));
+
+    await eventually(() => (settled.length > 0 ? true : undefined));
+    assert.deepEqual(settled, [quickTask.id]);
+    assert.equal((await getTask(app, user.token, quickTask.id)).status, 'success', 'settled after its success was recorded');
+    assert.equal((await getTask(app, user.token, slowTask.id)).status, 'in_progress');
+    assert.equal(slack.requestsFor(slow).length, 1, "the slow task's post is still waiting for Slack");
+
+    answerSlow();
+    assert.deepEqual(
+      (await batch).map((result) => result.status),
+      ['completed', 'completed'],
+    );
+    assert.deepEqual(settled, [quickTask.id, slowTask.id], 'each settled once');
+    assert.equal((await getTask(app, user.token, slowTask.id)).status, 'success');
+  });
+});
+
 describe('a run that finishes after a cancel', () => {
   test('never overwrites canceled, even when the action completes and nothing aborted it', async () => {
     const fixture = await chainFixture('late-finish');

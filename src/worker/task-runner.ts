@@ -166,7 +166,8 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
     log.debug('attempt succeeded');
   }
 
-  return async function runTaskJobs(jobs: readonly Job<TaskJobData>[]): Promise<JobResult[]> {
+  /** `onSettled` is called once per delivery, as soon as it has settled (its outcome recorded, or not runnable). */
+  return async function runTaskJobs(jobs: readonly Job<TaskJobData>[], onSettled?: (job: Job<TaskJobData>) => void): Promise<JobResult[]> {
     const deliveries = new Map<string, Delivery>();
     for (const job of jobs) {
       const data = v.safeParse(TaskJobSchema, job.data);
@@ -181,6 +182,7 @@ export function createTaskRunner(deps: TaskRunnerDeps) {
       }
     }
     const settle = (job: Job<TaskJobData>, error?: unknown): JobResult => {
+      onSettled?.(job);
       if (error === undefined) return { id: job.id, status: 'completed' };
       logger.error('task delivery could not record its outcome', { job_id: job.id, error });
       return { id: job.id, status: 'failed', output: { error: (error as Error).message } };

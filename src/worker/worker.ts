@@ -111,29 +111,39 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   const queues = [TASK_QUEUE.task, TASK_QUEUE.aoa];
   // Plain tasks this process runs, per tenant: a tenant running its cap here runs it everywhere.
   const runningPerTenant = new Map<string, number>();
-  const atCap = (tenantId: string) => (runningPerTenant.get(tenantId) ?? 0) >= config.tenantMaxActiveTasks;
+  // A tenant is woken for only while it has room for a whole batch (or its whole cap, if smaller):
+  // a batch fetch that cannot fill up with its tasks reads the rest of its backlog before it
+  // returns (see startQueueWake), and a fetch for one or two of them costs as much as one for 16.
+  const batchRoom = Math.min(TASKS_PER_FETCH, config.tenantMaxActiveTasks);
+  const atCap = (tenantId: string) => config.tenantMaxActiveTasks - (runningPerTenant.get(tenantId) ?? 0) < batchRoom;
   const wake = startQueueWake(boss, deps.notifications, [TASK_QUEUE.aoa, CALLBACK_QUEUE, RETENTION_QUEUE], {
     queue: TASK_QUEUE.task,
     channel: TASKS_QUEUED_CHANNEL,
     canRun: (tenantId) => !atCap(tenantId),
     someAtCap: () => [...runningPerTenant.keys()].some(atCap),
   });
-  /** Runs a fetched batch of plain tasks, counting them per tenant; a tenant that was at its cap has room again after. */
-  const runCountedTaskJobs = async (jobs: Job<TaskJobData>[]) => {
-    const tenants = jobs.map((job) => job.data?.tenant_id).filter((tenantId): tenantId is string => typeof tenantId === 'string');
-    for (const tenantId of tenants) runningPerTenant.set(tenantId, (runningPerTenant.get(tenantId) ?? 0) + 1);
-    try {
-      return await runTaskJobs(jobs);
-    } finally {
-      const hadNoRoom = tenants.some(atCap);
-      for (const tenantId of tenants) {
-        const left = runningPerTenant.get(tenantId)! - 1;
-        if (left > 0) runningPerTenant.set(tenantId, left);
-        else runningPerTenant.delete(tenantId);
-      }
-      // Its queued tasks were passed over by every wake since: one loop fetches them now.
-      if (hadNoRoom) wake.wakeOne(TASK_QUEUE.task);
+  const tenantOf = (job: Job<TaskJobData>) => (typeof job.data?.tenant_id === 'string' ? job.data.tenant_id : undefined);
+  /**
+   * Runs a fetched batch of plain tasks, counting them per tenant until each one settles. Counted
+   * down per task, not per batch: a batch's slowest task no longer holds the room its others left
+   * (with two batches of 16 at a cap of 32, a tenant flooding the service ran 18 tasks at a time on
+   * average, each batch waiting for its slowest). A tenant whose tasks leave room for a batch
+   * again is fetched for at once: every wake since passed it over.
+   */
+  const runCountedTaskJobs = (jobs: Job<TaskJobData>[]) => {
+    for (const job of jobs) {
+      const tenantId = tenantOf(job);
+      if (tenantId) runningPerTenant.set(tenantId, (runningPerTenant.get(tenantId) ?? 0) + 1);
     }
+    return runTaskJobs(jobs, (job) => {
+      const tenantId = tenantOf(job);
+      if (!tenantId) return;
+      const hadNoRoom = atCap(tenantId);
+      const left = runningPerTenant.get(tenantId)! - 1;
+      if (left > 0) runningPerTenant.set(tenantId, left);
+      else runningPerTenant.delete(tenantId);
+      if (hadNoRoom && !atCap(tenantId)) wake.wakeOne(TASK_QUEUE.task);
+    });
   };
   // Polling alone would start a retry late (up to half a second for tasks, seconds for callbacks);
   // one of this process's loops of the queue is woken when it comes due (other processes still find it by polling).
