@@ -17,9 +17,12 @@ export interface TenantQueue {
   queue: string;
   /** Notified with the ids of the tenants that have new jobs, comma-separated. */
   channel: string;
-  /** Whether a fetch could return this tenant's jobs (false: it already runs as many as its cap allows). */
+  /**
+   * Whether a fetch should be made for this tenant's jobs (false: it runs as many as its cap
+   * allows, or so many that a batch fetch could not fill up with its jobs; "at its cap" below).
+   */
   canRun(tenantId: string): boolean;
-  /** Whether some tenant runs as many tasks as its cap allows. */
+  /** Whether some tenant is at its cap (canRun false). */
   someAtCap(): boolean;
 }
 
@@ -110,7 +113,7 @@ export function startQueueWake(
     }
     // Tried again as a new wake: held again while a fetch is in flight, unless a one-job loop may
     // go now; dropped once none of its tenants can run more (one that gets room again is woken
-    // for when its batch ends, see worker.ts).
+    // for as its tasks end, see worker.ts).
     const recheck = () => {
       heldWake = undefined;
       const wanted = held.tenantIds === undefined ? undefined : [...held.tenantIds];

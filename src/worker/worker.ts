@@ -126,9 +126,9 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   /**
    * Runs a fetched batch of plain tasks, counting them per tenant until each one settles. Counted
    * down per task, not per batch: a batch's slowest task no longer holds the room its others left
-   * (with two batches of 16 at a cap of 32, a tenant flooding the service ran 18 tasks at a time on
-   * average, each batch waiting for its slowest). A tenant whose tasks leave room for a batch
-   * again is fetched for at once: every wake since passed it over.
+   * (with two batches of 16 at a cap of 32, each waiting for its slowest, a tenant's backlog
+   * drained at half the rate of now: docs/performance.md). A tenant whose tasks leave room for a
+   * batch again is fetched for at once: every wake since passed it over.
    */
   const runCountedTaskJobs = (jobs: Job<TaskJobData>[]) => {
     for (const job of jobs) {
