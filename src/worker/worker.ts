@@ -111,11 +111,16 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   const queues = [TASK_QUEUE.task, TASK_QUEUE.aoa];
   // Plain tasks this process runs, per tenant: a tenant running its cap here runs it everywhere.
   const runningPerTenant = new Map<string, number>();
-  // A tenant is woken for only while it has room for a whole batch (or its whole cap, if smaller):
-  // a batch fetch that cannot fill up with its tasks reads the rest of its backlog before it
-  // returns (see startQueueWake), and a fetch for one or two of them costs as much as one for 16.
-  const batchRoom = Math.min(TASKS_PER_FETCH, config.tenantMaxActiveTasks);
-  const atCap = (tenantId: string) => config.tenantMaxActiveTasks - (runningPerTenant.get(tenantId) ?? 0) < batchRoom;
+  // Where the cap holds two batches or more (the default, 32), a tenant's room is given back task
+  // by task, and it is woken for only while it has room for a whole batch: a batch fetch that
+  // cannot fill up with its tasks reads the rest of its backlog before it returns (see
+  // startQueueWake), and in a flood room given back task by task would make such a fetch every
+  // few tasks. With a smaller cap a batch's tasks give their room back together, when the batch
+  // ends, as its tasks then hold the whole cap or most of it, and a tenant is woken for while it
+  // has room for one task (a fetch for it need not wait for its running tasks to end).
+  const roomPerTask = config.tenantMaxActiveTasks >= 2 * TASKS_PER_FETCH;
+  const wakeRoom = roomPerTask ? TASKS_PER_FETCH : 1;
+  const atCap = (tenantId: string) => config.tenantMaxActiveTasks - (runningPerTenant.get(tenantId) ?? 0) < wakeRoom;
   const wake = startQueueWake(boss, deps.notifications, [TASK_QUEUE.aoa, CALLBACK_QUEUE, RETENTION_QUEUE], {
     queue: TASK_QUEUE.task,
     channel: TASKS_QUEUED_CHANNEL,
@@ -123,27 +128,37 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     someAtCap: () => [...runningPerTenant.keys()].some(atCap),
   });
   const tenantOf = (job: Job<TaskJobData>) => (typeof job.data?.tenant_id === 'string' ? job.data.tenant_id : undefined);
-  /**
-   * Runs a fetched batch of plain tasks, counting them per tenant until each one settles. Counted
-   * down per task, not per batch: a batch's slowest task no longer holds the room its others left
-   * (with two batches of 16 at a cap of 32, each waiting for its slowest, a tenant's backlog
-   * drained at half the rate of now: docs/performance.md). A tenant whose tasks leave room for a
-   * batch again is fetched for at once: every wake since passed it over.
-   */
-  const runCountedTaskJobs = (jobs: Job<TaskJobData>[]) => {
-    for (const job of jobs) {
-      const tenantId = tenantOf(job);
-      if (tenantId) runningPerTenant.set(tenantId, (runningPerTenant.get(tenantId) ?? 0) + 1);
-    }
-    return runTaskJobs(jobs, (job) => {
-      const tenantId = tenantOf(job);
-      if (!tenantId) return;
-      const hadNoRoom = atCap(tenantId);
+  /** Counts tasks of these tenants as no longer running here; a tenant that was at its cap and has room again is fetched for at once. */
+  const release = (tenantIds: readonly string[]) => {
+    const capped = tenantIds.filter(atCap);
+    for (const tenantId of tenantIds) {
       const left = runningPerTenant.get(tenantId)! - 1;
       if (left > 0) runningPerTenant.set(tenantId, left);
       else runningPerTenant.delete(tenantId);
-      if (hadNoRoom && !atCap(tenantId)) wake.wakeOne(TASK_QUEUE.task);
-    });
+    }
+    // Its queued tasks were passed over by every wake since: one loop fetches them now.
+    if (capped.some((tenantId) => !atCap(tenantId))) wake.wakeOne(TASK_QUEUE.task);
+  };
+  /**
+   * Runs a fetched batch of plain tasks, counting them per tenant while they run. Given back task
+   * by task (see roomPerTask), a batch's slowest task no longer holds the room its others left:
+   * with two batches of 16 at a cap of 32, each waiting for its slowest, a tenant's backlog drained
+   * at half the rate it does now (docs/performance.md).
+   */
+  const runCountedTaskJobs = async (jobs: Job<TaskJobData>[]) => {
+    const tenants = jobs.map(tenantOf).filter((tenantId): tenantId is string => tenantId !== undefined);
+    for (const tenantId of tenants) runningPerTenant.set(tenantId, (runningPerTenant.get(tenantId) ?? 0) + 1);
+    if (roomPerTask) {
+      return runTaskJobs(jobs, (job) => {
+        const tenantId = tenantOf(job);
+        if (tenantId) release([tenantId]);
+      });
+    }
+    try {
+      return await runTaskJobs(jobs);
+    } finally {
+      release(tenants);
+    }
   };
   // Polling alone would start a retry late (up to half a second for tasks, seconds for callbacks);
   // one of this process's loops of the queue is woken when it comes due (other processes still find it by polling).
