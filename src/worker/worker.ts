@@ -128,6 +128,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     someAtCap: () => [...runningPerTenant.keys()].some(atCap),
   });
   const tenantOf = (job: Job<TaskJobData>) => (typeof job.data?.tenant_id === 'string' ? job.data.tenant_id : undefined);
+  const tenantsOf = (jobs: Iterable<Job<TaskJobData>>) => [...jobs].map(tenantOf).filter((tenantId): tenantId is string => tenantId !== undefined);
   /** Counts tasks of these tenants as no longer running here; a tenant that was at its cap and has room again is fetched for at once. */
   const release = (tenantIds: readonly string[]) => {
     const capped = tenantIds.filter(atCap);
@@ -146,18 +147,17 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
    * at half the rate it does now (docs/performance.md).
    */
   const runCountedTaskJobs = async (jobs: Job<TaskJobData>[]) => {
-    const tenants = jobs.map(tenantOf).filter((tenantId): tenantId is string => tenantId !== undefined);
-    for (const tenantId of tenants) runningPerTenant.set(tenantId, (runningPerTenant.get(tenantId) ?? 0) + 1);
-    if (roomPerTask) {
-      return runTaskJobs(jobs, (job) => {
-        const tenantId = tenantOf(job);
-        if (tenantId) release([tenantId]);
-      });
-    }
+    for (const tenantId of tenantsOf(jobs)) runningPerTenant.set(tenantId, (runningPerTenant.get(tenantId) ?? 0) + 1);
+    const unsettled = new Set(jobs);
+    const settled = (job: Job<TaskJobData>) => {
+      const tenantId = tenantOf(job);
+      if (unsettled.delete(job) && tenantId) release([tenantId]);
+    };
     try {
-      return await runTaskJobs(jobs);
+      return await runTaskJobs(jobs, roomPerTask ? settled : undefined);
     } finally {
-      release(tenants);
+      // Whatever did not settle on its own (all of the batch, where room is given back together).
+      release(tenantsOf(unsettled));
     }
   };
   // Polling alone would start a retry late (up to half a second for tasks, seconds for callbacks);
