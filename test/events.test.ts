@@ -225,7 +225,7 @@ describe('resuming with Last-Event-ID', () => {
     const [oldEvent] = await waitForTaskEvents(live, seen.id, 'task.created');
 
     // One statement of more rows than the window holds, from outside the app (split over many notifications).
-    const count = REPLAY_WINDOW + 20;
+    const count = REPLAY_WINDOW + 25;
     const { rows } = await sql<{ id: string }>`
       insert into tasks (tenant_id, payload, status)
       select ${user.tenantId}::uuid, jsonb_build_object('action', 'post_to_slack', 'channel', '#bulk', 'message', 'n' || n), 'canceled'
@@ -246,6 +246,22 @@ describe('resuming with Last-Event-ID', () => {
     const stream = await connect(user, { lastEventId: oldEvent!.id! });
     const [reset] = await stream.waitForEvents(1);
     assert.equal(reset!.event, 'reset');
+    stream.close();
+
+    // The window is the latest REPLAY_WINDOW events exactly, wherever its edge falls in a
+    // notification: the oldest of them resumes the stream, the one before it is gone.
+    const kept = bulk.slice(-REPLAY_WINDOW);
+    const fromOldestKept = await connect(user, { lastEventId: kept[0]!.id! });
+    assert.deepEqual(summary(await fromOldestKept.waitForEvents(REPLAY_WINDOW - 1)), summary(kept.slice(1)));
+    const fromFirstGone = await eventually(
+      async () => {
+        const resumed = await openEventStream(`${app.url}/api/v1/events`, { token: user.token, lastEventId: bulk.at(-REPLAY_WINDOW - 1)!.id! });
+        streams.push(resumed);
+        return resumed.status === 200 ? resumed : undefined;
+      },
+      { timeoutMs: 5_000, message: 'a stream admitted once one hung up' },
+    );
+    assert.equal((await fromFirstGone.waitForEvents(1))[0]!.event, 'reset');
   });
 });
 

@@ -52,13 +52,10 @@ export interface TaskEventHub {
 /** Beside the count (EVENTS_REPLAY_WINDOW), the replay window holds at most about this much event data. */
 const REPLAY_WINDOW_BYTES = 32 * 1024 * 1024;
 
-interface BufferedEvent extends StreamEvent {
-  readonly id: string;
-  /** Arrival position in this process. */
-  readonly seq: number;
-  readonly tenantId: string;
-  /** Approximate bytes held, for the window's bound. */
-  readonly size: number;
+/** A notification the replay window holds: its text, read again only for a stream that resumes, and how many events it holds. */
+interface HeldNotification {
+  readonly payload: string;
+  readonly events: number;
 }
 
 function resetEvent(detail: string): StreamEvent {
@@ -166,51 +163,41 @@ export function createTaskEventHub(deps: {
   const { notifications, logger, replayWindow, maxStreamsPerTenant } = deps;
   const readTask = createTaskReader(deps.db);
   const subscribers = new Map<string, Set<EventSubscriber>>();
-  // The replay window: a queue of events in arrival order (the live part from `head` on), and
-  // the same events by id.
-  let window: BufferedEvent[] = [];
+  /**
+   * The replay window: the notifications received last, oldest first (the live part from `head`
+   * on), of which the first `headSkipped` events of the one at `head` have left the window.
+   *
+   * It keeps each notification's text, not its events: a notification is parsed as it arrives
+   * (to hand its events to this process's streams) and parsed again only for a stream that
+   * resumes. Kept as objects, the window's thousands of events cost the API more CPU in garbage
+   * collection than anything else it does for an event (0.03-0.04 ms per created task with no
+   * stream open: an eighth of its CPU per creation, docs/performance.md).
+   */
+  let window: HeldNotification[] = [];
   let head = 0;
+  let headSkipped = 0;
+  let windowEvents = 0;
   let windowBytes = 0;
-  const byId = new Map<string, BufferedEvent>();
-  let nextSeq = 0;
   let closed = false;
 
-  // The events of the notification read last, for the events of one notification delivered or
-  // replayed in a row: one parse for all of them, and never more than one notification held.
-  let lastRead: { payload: string; events: NotifiedEvent[] } | undefined;
-  function readNotified(payload: string, index: number): NotifiedEvent {
-    if (lastRead?.payload !== payload) lastRead = { payload, events: JSON.parse(payload) as NotifiedEvent[] };
-    return lastRead.events[index]!;
-  }
-
-  /**
-   * An event of the window keeps its notification's text, not its parsed row: the window holds
-   * thousands of events, and their rows kept as objects cost the API more CPU in garbage
-   * collection than everything else it does for an event (about 20 µs per created task, 7% of
-   * creation throughput, with no stream open). The row is parsed again for a stream that asks.
-   */
-  function bufferedEvent(notified: NotifiedEvent, payload: string, index: number, size: number): BufferedEvent {
+  /** A notified event as streams get it: its data is made once, when a stream first asks for it. */
+  function streamEvent(notified: NotifiedEvent): StreamEvent {
     const { type, tenant_id: tenantId, task_id: taskId } = notified;
-    // The notification's text, while it carries the row this event's data is made from.
-    let snapshotIn = isFinalSnapshot(notified) ? payload : undefined;
+    let snapshot = isFinalSnapshot(notified) ? notified.task : null;
     let data: Promise<string> | undefined;
     const make = async (): Promise<string> => {
       if (type === 'task.deleted') return JSON.stringify({ id: taskId });
-      const snapshot = snapshotIn === undefined ? undefined : readNotified(snapshotIn, index).task;
       const row = snapshot ? taskRowFromJson(snapshot) : await readTask(tenantId, taskId);
       // A task that no longer exists (deleted since) is named by its id alone.
       return JSON.stringify(row ? toTaskOut(row) : { id: taskId });
     };
     return {
       id: String(notified.id),
-      seq: nextSeq++,
       event: type,
-      tenantId,
-      size,
       data() {
         data ??= make().then(
           (text) => {
-            snapshotIn = undefined;
+            snapshot = null;
             return text;
           },
           (error: unknown) => {
@@ -223,15 +210,29 @@ export function createTaskEventHub(deps: {
     };
   }
 
-  function remember(event: BufferedEvent): void {
-    window.push(event);
-    byId.set(event.id, event);
-    windowBytes += event.size;
-    while (window.length - head > replayWindow || windowBytes > REPLAY_WINDOW_BYTES) {
+  /** The events of a notification's text, without what is not an event (logged when it arrived). */
+  function eventsOf(payload: string): NotifiedEvent[] {
+    const parsed: unknown = JSON.parse(payload);
+    return Array.isArray(parsed) ? parsed.filter(isNotifiedEvent) : [];
+  }
+
+  function hold(payload: string, events: number): void {
+    window.push({ payload, events });
+    windowEvents += events;
+    windowBytes += payload.length;
+    // Whole notifications leave while the rest is still enough, then the oldest events of the next.
+    while (head < window.length - 1) {
       const oldest = window[head]!;
+      const remaining = oldest.events - headSkipped;
+      if (windowBytes <= REPLAY_WINDOW_BYTES && windowEvents - remaining < replayWindow) break;
       head += 1;
-      byId.delete(oldest.id);
-      windowBytes -= oldest.size;
+      headSkipped = 0;
+      windowEvents -= remaining;
+      windowBytes -= oldest.payload.length;
+    }
+    if (windowEvents > replayWindow) {
+      headSkipped += windowEvents - replayWindow;
+      windowEvents = replayWindow;
     }
     if (head > 1024 && head * 2 > window.length) {
       window = window.slice(head);
@@ -242,31 +243,32 @@ export function createTaskEventHub(deps: {
   function forgetAll(): void {
     window = [];
     head = 0;
+    headSkipped = 0;
+    windowEvents = 0;
     windowBytes = 0;
-    byId.clear();
   }
 
   function receive(payload: string): void {
-    let events: unknown;
+    let parsed: unknown;
     try {
-      events = JSON.parse(payload);
+      parsed = JSON.parse(payload);
     } catch (error) {
       logger.error('unreadable task event notification', { error });
       return;
     }
-    if (!Array.isArray(events) || events.length === 0) return;
-    const size = Math.ceil(payload.length / events.length);
-    lastRead = { payload, events };
-    for (const [index, notified] of events.entries()) {
-      if (!isNotifiedEvent(notified)) {
-        // Not the event itself: it may carry a task's payload.
-        logger.error('malformed task event dropped');
-        continue;
-      }
-      const event = bufferedEvent(notified, payload, index, size);
-      remember(event);
-      const streams = subscribers.get(event.tenantId);
+    if (!Array.isArray(parsed)) return;
+    const events: NotifiedEvent[] = [];
+    for (const notified of parsed) {
+      // Not the event itself in the log: it may carry a task's payload.
+      if (isNotifiedEvent(notified)) events.push(notified);
+      else logger.error('malformed task event dropped');
+    }
+    if (events.length === 0) return;
+    hold(payload, events.length);
+    for (const notified of events) {
+      const streams = subscribers.get(notified.tenant_id);
       if (!streams) continue;
+      const event = streamEvent(notified);
       // Started now, so the reads of one notification's events share a query.
       event.data().catch(() => {});
       for (const subscriber of streams) subscriber.deliver(event);
@@ -280,16 +282,28 @@ export function createTaskEventHub(deps: {
     for (const streams of subscribers.values()) for (const subscriber of streams) subscriber.deliver(resetEvent(GAP_RESET));
   });
 
+  /**
+   * The tenant's events after `lastEventId`, read again from the window's notifications; a reset
+   * when that event is not in the window (too old, unknown, another tenant's). Looked for from the
+   * newest: a client back after a short gap finds its event among the last notifications.
+   */
   function missedSince(tenantId: string, lastEventId: string): StreamEvent[] {
-    const last = byId.get(lastEventId);
-    // Another tenant's event id says nothing about this tenant's events, and must not reveal whether it is recent.
-    if (!last || last.tenantId !== tenantId) return [resetEvent(MISSED_RESET)];
-    const missed: StreamEvent[] = [];
-    for (let index = head + (last.seq - window[head]!.seq) + 1; index < window.length; index += 1) {
-      const event = window[index]!;
-      if (event.tenantId === tenantId) missed.push(event);
+    // How the trigger starts each event's text (migration 0006_task_events): a notification
+    // without this cannot hold the event, and is not parsed.
+    const start = `{"id":${lastEventId},"type":"`;
+    for (let index = window.length - 1; /^\d{1,19}$/.test(lastEventId) && index >= head; index -= 1) {
+      const held = window[index]!;
+      if (!held.payload.includes(start)) continue;
+      const events = eventsOf(held.payload);
+      const gone = index === head ? headSkipped : 0;
+      const position = events.findIndex((event, eventIndex) => eventIndex >= gone && String(event.id) === lastEventId);
+      if (position < 0) continue;
+      // Another tenant's event id says nothing about this tenant's events, and must not reveal whether it is recent.
+      if (events[position]!.tenant_id !== tenantId) break;
+      const later = [events.slice(position + 1), ...window.slice(index + 1).map((next) => eventsOf(next.payload))];
+      return later.flat().filter((event) => event.tenant_id === tenantId).map(streamEvent);
     }
-    return missed;
+    return [resetEvent(MISSED_RESET)];
   }
 
   return {
