@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { createDb, type Db } from '../src/db/client.js';
-import { prepared } from '../src/db/prepared-statements.js';
+import { compiledOnce, prepared } from '../src/db/prepared-statements.js';
 import { createTestDatabase, type TestDatabase } from './helpers/database.js';
 
 describe('prepared statements', () => {
@@ -31,6 +31,23 @@ describe('prepared statements', () => {
     // Unmarked statements are not prepared.
     await sql`select * from probe where id = ${1}`.execute(db);
     assert.equal(await preparedCount(), before + 1);
+  });
+
+  it('runs a statement compiled once with each call\'s own values, in a transaction as well', async () => {
+    const labelled = compiledOnce((ids, suffix) => sql<{ id: number; label: string }>`${prepared}
+      select id, label || ${suffix}::text as label from probe where id = any(${ids}::int[]) and id < ${3}::int order by id`);
+    assert.deepEqual(await labelled(db, [1, 2], '!'), [
+      { id: 1, label: 'one!' },
+      { id: 2, label: 'two!' },
+    ]);
+    assert.deepEqual(await labelled(db, [2], '?'), [{ id: 2, label: 'two?' }]);
+    assert.deepEqual(await db.transaction().execute((trx) => labelled(trx, [1], '.')), [{ id: 1, label: 'one.' }]);
+    await assert.rejects(labelled(db, [1]), /takes 2 values, not 1/);
+  });
+
+  it('refuses a statement compiled once that uses a value as anything but a parameter', async () => {
+    const byColumn = compiledOnce((column) => sql`select ${sql.ref(String(column))} from probe`);
+    await assert.rejects(byColumn(db, 'label'), /must be one of its parameters/);
   });
 
   it('prepares nothing when turned off (DATABASE_PREPARED_STATEMENTS=false, for a transaction-pooling proxy)', async () => {

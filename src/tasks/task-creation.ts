@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { isDatabaseUnavailable } from '../db/availability.js';
 import type { Db } from '../db/client.js';
-import { prepared } from '../db/prepared-statements.js';
+import { compiledOnce, prepared } from '../db/prepared-statements.js';
 import type { Database, TaskKind, TaskRow } from '../db/schema.js';
 import { injectFault, type FaultPoint } from '../lib/fault-injection.js';
 import { createWriteBuffer, writeEachAloneOnFailure, type Settled } from '../lib/write-buffer.js';
@@ -79,11 +79,24 @@ export async function createTasks(db: Kysely<Database>, tasks: readonly NewTask[
       ...(task.auditDetails ?? []),
     ],
   }));
+  const rows = await creationStatement(db, JSON.stringify(input));
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  return input.map((task) => {
+    const stored = byId.get(task.id);
+    if (stored) return stored;
+    // Plain tasks' queue takes every job; only an AOA job can find its slot taken.
+    if (task.kind !== 'aoa') throw new Error('The task queue refused a job');
+    return new AoaSlotTakenError(task.tenant_id);
+  });
+}
+
+/** The statement createTasks runs, its tasks given as JSON text (`inputJson`). */
+const creationStatement = compiledOnce((inputJson) =>
   // scheduled_for is cut to milliseconds, the precision of the time the API shows and the audit
   // entry names. A delay counts on the database's clock, the one the queue schedules by.
-  const { rows } = await sql<TaskRow>`${prepared}
+  sql<TaskRow>`${prepared}
     with input as (
-      select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(
+      select * from jsonb_to_recordset(${inputJson}::jsonb) as x(
         id uuid, ordinal int, tenant_id uuid, kind text, payload jsonb, callback_url text, max_retries int,
         priority int, timeout_seconds int, on_success_next_task jsonb, run_at timestamptz, delay_seconds int,
         created_by uuid, retry_of uuid, job_retry_limit int, job_expire_seconds int, messages text[])
@@ -158,16 +171,8 @@ export async function createTasks(db: Kysely<Database>, tasks: readonly NewTask[
     announced as (${announceTaskJobs('enqueued')})
     -- Reading announced is what makes it run.
     select * from inserted where (select count(*) from announced) >= 0
-  `.execute(db);
-  const byId = new Map(rows.map((row) => [row.id, row]));
-  return input.map((task) => {
-    const stored = byId.get(task.id);
-    if (stored) return stored;
-    // Plain tasks' queue takes every job; only an AOA job can find its slot taken.
-    if (task.kind !== 'aoa') throw new Error('The task queue refused a job');
-    return new AoaSlotTakenError(task.tenant_id);
-  });
-}
+  `,
+);
 
 /** Most tasks one creation statement takes from the API's requests in flight. */
 const CREATION_BATCH_MAX = 64;

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { prepared } from '../db/prepared-statements.js';
+import { compiledOnce, prepared } from '../db/prepared-statements.js';
 import { completeTaskJobs } from '../queue/task-queue.js';
 import type { Database, TaskKind, TaskRow, TaskStatus } from '../db/schema.js';
 import type { TaskPosition } from './task-cursor.js';
@@ -378,14 +378,24 @@ export async function claimTasks(
   options: { started: string; resumed: string; runningCap: number | null },
 ): Promise<{ claimed: ClaimedTask[]; atCap: string[] }> {
   if (tasks.length === 0) return { claimed: [], atCap: [] };
-  const { rows } = await sql<ClaimedTask & { at_cap: boolean }>`${prepared}
-    select (claim.task).*, claim.due_at, claim.resumed, claim.at_cap
-    from claim_tasks(${tasks.map((task) => task.taskId)}::uuid[], ${tasks.map((task) => task.tenantId)}::uuid[],
-                     ${tasks.map((task) => task.delivery)}::int[], ${options.runningCap}::int,
-                     ${options.started}::text, ${options.resumed}::text) as claim
-  `.execute(db);
+  const rows = await claimStatement(
+    db,
+    tasks.map((task) => task.taskId),
+    tasks.map((task) => task.tenantId),
+    tasks.map((task) => task.delivery),
+    options.runningCap,
+    options.started,
+    options.resumed,
+  );
   return { claimed: rows.filter((row) => !row.at_cap), atCap: rows.filter((row) => row.at_cap).map((row) => row.id) };
 }
+
+const claimStatement = compiledOnce(
+  (taskIds, tenantIds, deliveries, runningCap, started, resumed) => sql<ClaimedTask & { at_cap: boolean }>`${prepared}
+    select (claim.task).*, claim.due_at, claim.resumed, claim.at_cap
+    from claim_tasks(${taskIds}::uuid[], ${tenantIds}::uuid[], ${deliveries}::int[], ${runningCap}::int, ${started}::text, ${resumed}::text) as claim
+  `,
+);
 
 /**
  * A task just claimed, when it had become due (created, or its schedule's, retry's or wait's
@@ -413,10 +423,14 @@ export async function recordSuccesses(db: Kysely<Database>, tasks: readonly Succ
     result: task.result ?? null,
     messages: task.messages,
   }));
-  const { rows } = await sql<TaskRow>`${prepared}
+  return successStatement(db, JSON.stringify(input), chainingMessage);
+}
+
+const successStatement = compiledOnce(
+  (inputJson, chainingMessage) => sql<TaskRow>`${prepared}
     with input as (
       select x.*, row_number() over () as ordinal
-      from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(id uuid, tenant_id uuid, delivery int, result jsonb, messages text[])
+      from jsonb_to_recordset(${inputJson}::jsonb) as x(id uuid, tenant_id uuid, delivery int, result jsonb, messages text[])
     ),
     finished as (
       update tasks set status = 'success', result = input.result, finished_at = now(), updated_at = now()
@@ -437,9 +451,8 @@ export async function recordSuccesses(db: Kysely<Database>, tasks: readonly Succ
     ),
     completed as (${completeTaskJobs('finished')})
     select * from finished
-  `.execute(db);
-  return rows;
-}
+  `,
+);
 
 /** Records each parent's chained task, with the audit entry that names it. Returns the parents. */
 export async function linkNextTasks(
@@ -484,8 +497,17 @@ export interface AuditEntry {
  */
 export async function writeAuditEntriesOnce(db: Kysely<Database>, entries: readonly AuditEntry[]): Promise<void> {
   if (entries.length === 0) return;
-  await sql`${prepared} insert into task_logs (id, task_id, tenant_id, message)
-    select * from unnest(${entries.map((entry) => entry.id)}::uuid[], ${entries.map((entry) => entry.taskId)}::uuid[],
-                         ${entries.map((entry) => entry.tenantId)}::uuid[], ${entries.map((entry) => entry.message)}::text[])
-    on conflict (id) do nothing`.execute(db);
+  await auditEntriesStatement(
+    db,
+    entries.map((entry) => entry.id),
+    entries.map((entry) => entry.taskId),
+    entries.map((entry) => entry.tenantId),
+    entries.map((entry) => entry.message),
+  );
 }
+
+const auditEntriesStatement = compiledOnce(
+  (ids, taskIds, tenantIds, messages) => sql`${prepared} insert into task_logs (id, task_id, tenant_id, message)
+    select * from unnest(${ids}::uuid[], ${taskIds}::uuid[], ${tenantIds}::uuid[], ${messages}::text[])
+    on conflict (id) do nothing`,
+);
