@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import { startTestApp, type TestApp } from './helpers/app.js';
@@ -39,6 +40,17 @@ describe('composite tenant foreign keys', () => {
       'task_logs_task_fkey',
     );
     await sql`insert into task_logs (task_id, tenant_id, message) values (${alphaTask}, ${alpha.tenantId}, 'own')`.execute(app.db);
+  });
+
+  test('an audit entry names a tenant that exists: its key to its task holds it there', async () => {
+    await refusedByForeignKey(
+      sql`insert into task_logs (task_id, tenant_id, message) values (${alphaTask}, ${randomUUID()}, 'orphaned')`.execute(app.db),
+      'task_logs_task_fkey',
+    );
+    // Nor can the tenant go from under its audit trail: its tasks still name it.
+    await assert.rejects(sql`delete from tenants where id = ${alpha.tenantId}`.execute(app.db), { code: '23503' });
+    const { rows } = await sql<{ n: string }>`select count(*) as n from task_logs where tenant_id = ${alpha.tenantId}`.execute(app.db);
+    assert.ok(Number(rows[0]!.n) > 0);
   });
 
   test("a task cannot chain to another tenant's task", async () => {

@@ -14,6 +14,7 @@ import * as queueTurnIndex from './0012_queue_turn_index.js';
 import * as queueHeadIndex from './0013_queue_head_index.js';
 import * as claimWithinCap from './0014_claim_within_cap.js';
 import * as claimGenericPlan from './0015_claim_generic_plan.js';
+import * as auditTenantKey from './0016_audit_tenant_key.js';
 
 /** Every migration, in order. Listed statically so the compiled image needs no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -32,4 +33,5 @@ export const migrations: Record<string, Migration> = {
   '0013_queue_head_index': queueHeadIndex,
   '0014_claim_within_cap': claimWithinCap,
   '0015_claim_generic_plan': claimGenericPlan,
+  '0016_audit_tenant_key': auditTenantKey,
 };
