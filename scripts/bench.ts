@@ -334,10 +334,10 @@ const SLOW_CREATION_SECONDS = '0.05';
 
 /**
  * The creations the API has answered in all, and those it took over 50 ms with, by its own
- * histogram (autonomos_http_request_duration_seconds: from the request's first middleware to
- * its answer). Beside the client's latencies it tells the time a request spent in the service's
- * hands from the time it waited outside them: in the socket, for the API's event loop, for the
- * client's.
+ * histogram (autonomos_http_request_duration_seconds: from its metrics middleware, the second
+ * one a request meets, to the answer being made). Beside the client's latencies it tells the
+ * time a request spent in the service's hands from the time it waited outside them: in the
+ * socket, for the API's event loop, for the client's.
  */
 async function apiCreations(service: Service) {
   const metrics = await fetch(`${service.base}/metrics`, { headers: { Authorization: `Bearer ${METRICS_TOKEN}` } }).then((response) => response.text());
