@@ -283,6 +283,20 @@ describe('events from elsewhere', () => {
     assert.deepEqual(JSON.parse(deleted.data), { id: rows[0]!.id });
   });
 
+  test('a notification holding something that is not an event still delivers the events beside it', async () => {
+    const user = await registerAndLogin(app, 'events-malformed');
+    const stream = await connect(user);
+    const taskId = crypto.randomUUID();
+    const payload = JSON.stringify([
+      { id: 'x', type: 'task.nonsense', tenant_id: user.tenantId, task_id: taskId, task: null },
+      { id: 9_000_000_001, type: 'task.deleted', tenant_id: user.tenantId, task_id: taskId, task: null },
+    ]);
+    await sql`select pg_notify('autonomos_task_events', ${payload})`.execute(app.db);
+    const deleted = await stream.waitForEvent((event) => event.event === 'task.deleted');
+    assert.deepEqual({ id: deleted.id, data: JSON.parse(deleted.data) }, { id: '9000000001', data: { id: taskId } });
+    assert.ok(!stream.events.some((event) => event.event === 'task.nonsense'));
+  });
+
   test('a stream on a second API process sees the tasks the first one created and its worker ran', async () => {
     const notifications = createNotifications(app.database.url, { watch: app.watch });
     await notifications.ready;

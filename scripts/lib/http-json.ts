@@ -83,8 +83,8 @@ function wholeAnswer(received: Buffer): { status: number; length: number; close:
  * A lean JSON POST for load generation, resolving with the answer's status: HTTP/1.1 written and
  * read by hand over kept-alive sockets (at most `connections`, one per request in flight;
  * unbounded without). It shares the two cores with what it measures, so its cost is theirs:
- * `fetch` (undici) spent 0.4-0.5 ms of CPU per request, node's http client 0.2 ms (a quarter of a
- * core in the loaded phase, its event loop delayed 12-22 ms at p99), this one 0.08 ms
+ * `fetch` (undici) spent 0.4-0.5 ms of CPU per request, node's http client 0.16 ms (a quarter of a
+ * core in the loaded phase, its event loop delayed 12-22 ms at p99), this one 0.04-0.09 ms
  * (docs/performance.md). Only what the benchmark's answers need is read: the status, and the end
  * of the body by its length or its last chunk. A connection silent for `timeoutMs` while it waits
  * for an answer rejects its request.

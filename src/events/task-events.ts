@@ -130,6 +130,20 @@ function isNotifiedEvent(value: unknown): value is NotifiedEvent {
   );
 }
 
+/** The events of a parsed notification; `dropped` hears of each element that is not one. */
+function eventsIn(parsed: unknown, dropped?: () => void): NotifiedEvent[] {
+  if (!Array.isArray(parsed)) return [];
+  const events: NotifiedEvent[] = [];
+  for (const notified of parsed) {
+    if (isNotifiedEvent(notified)) events.push(notified);
+    else dropped?.();
+  }
+  return events;
+}
+
+/** The events of a held notification's text (what is not an event was logged when it arrived). */
+const eventsOf = (payload: string) => eventsIn(JSON.parse(payload));
+
 /**
  * Whether the row the trigger saw is the row the transaction committed. A chaining task's
  * success is recorded before its successor exists, and the link (next_task_id) is written later
@@ -210,12 +224,6 @@ export function createTaskEventHub(deps: {
     };
   }
 
-  /** The events of a notification's text, without what is not an event (logged when it arrived). */
-  function eventsOf(payload: string): NotifiedEvent[] {
-    const parsed: unknown = JSON.parse(payload);
-    return Array.isArray(parsed) ? parsed.filter(isNotifiedEvent) : [];
-  }
-
   function hold(payload: string, events: number): void {
     window.push({ payload, events });
     windowEvents += events;
@@ -256,13 +264,8 @@ export function createTaskEventHub(deps: {
       logger.error('unreadable task event notification', { error });
       return;
     }
-    if (!Array.isArray(parsed)) return;
-    const events: NotifiedEvent[] = [];
-    for (const notified of parsed) {
-      // Not the event itself in the log: it may carry a task's payload.
-      if (isNotifiedEvent(notified)) events.push(notified);
-      else logger.error('malformed task event dropped');
-    }
+    // Not the event itself in the log: it may carry a task's payload.
+    const events = eventsIn(parsed, () => logger.error('malformed task event dropped'));
     if (events.length === 0) return;
     hold(payload, events.length);
     for (const notified of events) {
@@ -295,7 +298,8 @@ export function createTaskEventHub(deps: {
     const start = `{"id":${lastEventId},"type":"`;
     // And each event's tenant so (PostgreSQL writes a uuid in lower case).
     const tenant = `"tenant_id":"${tenantId.toLowerCase()}"`;
-    for (let index = window.length - 1; /^\d{1,19}$/.test(lastEventId) && index >= head; index -= 1) {
+    if (!/^\d{1,19}$/.test(lastEventId)) return [resetEvent(MISSED_RESET)];
+    for (let index = window.length - 1; index >= head; index -= 1) {
       const held = window[index]!;
       if (!held.payload.includes(start)) continue;
       const events = eventsOf(held.payload);
