@@ -136,6 +136,7 @@ const EnvSchema = v.object({
   TASK_RETENTION_DAYS: limit(30, 100 * 365),
   EVENTS_HEARTBEAT_SECONDS: positiveSeconds(15, 3600),
   EVENTS_REPLAY_WINDOW: positiveInteger(10_000, 1_000_000),
+  EVENTS_RESUME_SECONDS: positiveSeconds(120, 86_400),
   EVENTS_MAX_STREAMS_PER_TENANT: limit(100, 1_000_000),
   TRUST_PROXY: v.pipe(
     v.optional(v.string(), 'false'),
@@ -223,6 +224,11 @@ export interface Config {
   readonly eventsHeartbeatSeconds: number;
   /** How many of the latest task events each API process keeps for streams resuming with Last-Event-ID. */
   readonly eventsReplayWindow: number;
+  /**
+   * How long after a tenant's last event stream closed its events are still made, so that a
+   * client reconnecting within it can resume; later, it starts with a reset.
+   */
+  readonly eventsResumeSeconds: number;
   /** Event streams one tenant may hold open on one API process; 0: no limit. */
   readonly eventsMaxStreamsPerTenant: number;
   /**
@@ -306,6 +312,7 @@ export function loadConfig(
     taskRetentionDays: env.TASK_RETENTION_DAYS,
     eventsHeartbeatSeconds: env.EVENTS_HEARTBEAT_SECONDS,
     eventsReplayWindow: env.EVENTS_REPLAY_WINDOW,
+    eventsResumeSeconds: env.EVENTS_RESUME_SECONDS,
     eventsMaxStreamsPerTenant: env.EVENTS_MAX_STREAMS_PER_TENANT,
     trustedProxies: env.TRUST_PROXY,
     metricsToken: env.METRICS_TOKEN,

@@ -5,7 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { serve } from '@hono/node-server';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { createNotifications } from '../src/db/notifications.js';
+import type { Config } from '../src/config.js';
 import { createApp } from '../src/http/app.js';
 import { silentLogger } from '../src/logger.js';
 import { startTestApp, type TestApp } from './helpers/app.js';
@@ -55,6 +57,36 @@ async function connect(user: RegisteredUser, options: { lastEventId?: string; ur
   streams.push(stream);
   assert.equal(stream.status, 200, stream.text);
   return stream;
+}
+
+/**
+ * A second API process (its own notification connection and event hub) on this file's database,
+ * with `config` over the app's, until `work` is done.
+ */
+async function withSecondApi(config: Partial<Config>, work: (url: string) => Promise<void>): Promise<void> {
+  const notifications = createNotifications(app.database.url, { watch: app.watch });
+  await notifications.ready;
+  const stopping = new AbortController();
+  const secondApi = createApp({
+    db: app.db,
+    boss: app.boss,
+    config: { ...app.config, ...config },
+    logger: silentLogger,
+    notifications,
+    metrics: createMetrics(),
+    stopping: stopping.signal,
+  });
+  const server = await new Promise<Server>((resolve) => {
+    const listening = serve({ fetch: secondApi.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(listening as Server));
+  });
+  try {
+    await work(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  } finally {
+    stopping.abort();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await notifications.close();
+  }
 }
 
 const summary = (events: SseEvent[]) => events.map((event) => `${event.event} ${JSON.parse(event.data).id ?? ''}`);
@@ -298,15 +330,9 @@ describe('events from elsewhere', () => {
   });
 
   test('a stream on a second API process sees the tasks the first one created and its worker ran', async () => {
-    const notifications = createNotifications(app.database.url, { watch: app.watch });
-    await notifications.ready;
-    const secondApi = createApp({ db: app.db, boss: app.boss, config: app.config, logger: silentLogger, notifications, metrics: createMetrics() });
-    const server = await new Promise<Server>((resolve) => {
-      const listening = serve({ fetch: secondApi.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(listening as Server));
-    });
-    try {
+    await withSecondApi({}, async (url) => {
       const user = await registerAndLogin(app, 'events-second');
-      const stream = await connect(user, { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+      const stream = await connect(user, { url });
       const created = await createTask(app, user.token, { payload: slackPayload(newChannel('second')) });
       const events = await waitForTaskEvents(stream, created.id, 'task.succeeded');
       assert.deepEqual(
@@ -314,11 +340,7 @@ describe('events from elsewhere', () => {
         ['task.created', 'task.started', 'task.succeeded'],
       );
       stream.close();
-    } finally {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await notifications.close();
-    }
+    });
   });
 });
 
@@ -376,5 +398,116 @@ describe('stream lifetime', () => {
     const resumed = await connect(user, { lastEventId: before!.id! });
     const [first] = await resumed.waitForEvents(1);
     assert.equal(first!.event, 'reset');
+  });
+});
+
+describe('watching a tenant', () => {
+  /** The tenant's watch (migration 0017), if it has one. */
+  async function watchOf(tenantId: string) {
+    const { rows } = await sql<{ watched_from: string; expires_at: Date }>`
+      select watched_from, expires_at from task_event_watches where tenant_id = ${tenantId}
+    `.execute(app.db);
+    return rows[0];
+  }
+
+  test('no event is made for a tenant that nobody watches', async () => {
+    const listener = new pg.Client({ connectionString: app.database.url });
+    await listener.connect();
+    const heard: string[] = [];
+    listener.on('notification', (message) => heard.push(message.payload ?? ''));
+    await listener.query('listen autonomos_task_events');
+    try {
+      const unwatched = await registerAndLogin(app, 'events-unwatched');
+      const watched = await registerAndLogin(app, 'events-watched');
+      const stream = await connect(watched);
+      await createTask(app, unwatched.token, { payload: slackPayload(newChannel('unwatched')), delay_seconds: 3600 });
+      const seen = await createTask(app, watched.token, { payload: slackPayload(newChannel('watched')), delay_seconds: 3600 });
+      await waitForTaskEvents(stream, seen.id, 'task.created');
+      // Notifications arrive in commit order: the unwatched tenant's would have come first.
+      await eventually(async () => heard.some((payload) => payload.includes(seen.id)) || undefined, { message: 'the watched task notified' });
+      assert.deepEqual(
+        heard.filter((payload) => payload.includes(unwatched.tenantId)),
+        [],
+      );
+      assert.equal(await watchOf(unwatched.tenantId), undefined);
+    } finally {
+      await listener.end();
+    }
+  });
+
+  test('a stream opens only once the transactions that changed its tenant unwatched have ended', async () => {
+    const user = await registerAndLogin(app, 'events-watch-begins');
+    let pending: Promise<SseStream> | undefined;
+    const sqlTaskId = await app.db.transaction().execute(async (trx) => {
+      const { rows } = await sql<{ id: string }>`
+        insert into tasks (tenant_id, payload) values (${user.tenantId}, '{"action": "none"}') returning id
+      `.execute(trx);
+      let opened = false;
+      pending = connect(user).then((stream) => ((opened = true), stream));
+      // Either the stream opens (it would then miss this transaction's commit, which comes after),
+      // or its watch waits for this transaction to end.
+      const first = await eventually(async () => {
+        if (opened) return 'the stream opened';
+        const waiting = await sql`
+          select 1 from pg_locks where locktype = 'advisory' and not granted
+          and database = (select oid from pg_database where datname = current_database())
+        `.execute(app.db);
+        return waiting.rows.length > 0 ? 'the watch waited' : undefined;
+      });
+      assert.equal(first, 'the watch waited');
+      return rows[0]!.id;
+    });
+    const stream = await pending!;
+    const created = await createTask(app, user.token, { payload: slackPayload(newChannel('watch-begins')), delay_seconds: 3600 });
+    await waitForTaskEvents(stream, created.id, 'task.created');
+    await sql`update tasks set status = 'canceled', finished_at = now() where tenant_id = ${user.tenantId} and id = ${sqlTaskId}`.execute(app.db);
+    const [canceled] = await waitForTaskEvents(stream, sqlTaskId, 'task.canceled');
+    assert.equal(stream.events[0]!.id, stream.events.find((event) => JSON.parse(event.data).id === created.id)!.id, 'the first event is of the task created after the stream opened');
+    assert.equal(JSON.parse(canceled!.data).status, 'canceled');
+  });
+
+  test(`a watch is renewed while a stream is open, and lasts EVENTS_RESUME_SECONDS after the last one closes`, async () => {
+    const resumeSeconds = 0.5;
+    await withSecondApi({ eventsResumeSeconds: resumeSeconds }, async (url) => {
+      const user = await registerAndLogin(app, 'events-watch-renewed');
+      const stream = await connect(user, { url });
+      const first = (await watchOf(user.tenantId))!;
+      // Renewed past the length of one watch: the stream is still heard.
+      await eventually(
+        async () => {
+          const watch = await watchOf(user.tenantId);
+          return watch && watch.expires_at.getTime() > first.expires_at.getTime() + 2 * resumeSeconds * 1000 ? watch : undefined;
+        },
+        { message: 'the watch renewed' },
+      );
+      const created = await createTask(app, user.token, { payload: slackPayload(newChannel('renewed')), delay_seconds: 3600 });
+      const [createdEvent] = await waitForTaskEvents(stream, created.id, 'task.created');
+      assert.equal((await watchOf(user.tenantId))!.watched_from, first.watched_from, 'the same watch all along');
+      stream.close();
+
+      // Nobody renews it now: it ends, and what happens meanwhile is not sent. A client coming back
+      // from before that is told it may have missed events, then hears what follows.
+      await eventually(async () => ((await watchOf(user.tenantId)) === undefined ? true : undefined), { message: 'the watch ended' });
+      const unheard = await createTask(app, user.token, { payload: slackPayload(newChannel('unheard')), delay_seconds: 3600 });
+      const resumed = await connect(user, { url, lastEventId: createdEvent!.id! });
+      const later = await createTask(app, user.token, { payload: slackPayload(newChannel('after')), delay_seconds: 3600 });
+      await waitForTaskEvents(resumed, later.id, 'task.created');
+      assert.deepEqual(summary(resumed.events), [`reset `, `task.created ${later.id}`]);
+      assert.match(JSON.parse(resumed.events[0]!.data).detail, /missed/);
+      assert.deepEqual(eventsOfTask(resumed.events, unheard.id), []);
+    });
+  });
+
+  test('a watch ended elsewhere while its streams were open begins again, and they start over', async () => {
+    await withSecondApi({ eventsResumeSeconds: 0.5 }, async (url) => {
+      const user = await registerAndLogin(app, 'events-watch-lost');
+      const stream = await connect(user, { url });
+      // What another process does with a watch nobody renewed in time (the database was away).
+      await sql`delete from task_event_watches where tenant_id = ${user.tenantId}`.execute(app.db);
+      const reset = await stream.waitForEvent((event) => event.event === 'reset');
+      assert.match(JSON.parse(reset.data).detail, /missed/);
+      const created = await createTask(app, user.token, { payload: slackPayload(newChannel('lost')), delay_seconds: 3600 });
+      await waitForTaskEvents(stream, created.id, 'task.created');
+    });
   });
 });

@@ -21,10 +21,64 @@ const MAX_ROW_BYTES = 6000;
  * names, a number and the row's JSON), and the row is serialised once. Serialising the rows is
  * most of the triggers' cost, and row_to_json costs about half of what to_jsonb does.
  */
-function eventText(type: string, alias: string, task: string): string {
+export function eventText(type: string, alias: string, task: string): string {
   return `'{"id":' || nextval('task_event_ids') || ',"type":"' || ${type} || '","tenant_id":"' || ${alias}.tenant_id
           || '","task_id":"' || ${alias}.id || '","task":'
           || case when octet_length(${task}::text) <= ${MAX_ROW_BYTES} then ${task}::text else 'null' end || '}'`;
+}
+
+/** The event of a row `changed` whose status changed. Back to queued happens only for a retry. */
+export const STATUS_EVENT_TYPE = `case changed.status when 'in_progress' then 'task.started' when 'success' then 'task.succeeded'
+                                   when 'failed' then 'task.failed' when 'canceled' then 'task.canceled'
+                                   when 'queued' then 'task.retry_scheduled' end`;
+
+/**
+ * The functions of the three triggers, which make every tenant's events (0017_watched_task_events
+ * puts them back so when it is undone).
+ */
+export async function createEventTriggerFunctions(db: Kysely<any>): Promise<void> {
+  // One trigger call per statement, not per row: the API and the worker write tasks in batches
+  // (of up to 64), and each call costs a few pg_notify at most whatever the batch size.
+  await sql.raw(`
+    create or replace function autonomos_task_events_inserted() returns trigger language plpgsql as $$
+    begin
+      perform autonomos_notify_task_events(array(
+        select ${eventText("'task.created'", 'created', 'task')} from created_tasks created, row_to_json(created) task
+      ));
+      return null;
+    end
+    $$`).execute(db);
+
+  // Transition tables cannot be combined with "update of status", so this fires for every update
+  // and keeps only the rows whose status changed.
+  await sql.raw(`
+    create or replace function autonomos_task_events_updated() returns trigger language plpgsql as $$
+    begin
+      perform autonomos_notify_task_events(array(
+        select ${eventText(STATUS_EVENT_TYPE, 'changed', 'task')}
+        from updated_tasks changed
+        join previous_tasks previous on previous.tenant_id = changed.tenant_id and previous.id = changed.id
+        cross join row_to_json(changed) task
+        where changed.status <> previous.status
+      ));
+      return null;
+    end
+    $$`).execute(db);
+
+  // A task deleted before it finished was taken back in the transaction that created it (an AOA
+  // job refused by its tenant's exclusive slot): its task.created must not be left standing.
+  // Finished tasks deleted by retention are no news.
+  await sql.raw(`
+    create or replace function autonomos_task_events_deleted() returns trigger language plpgsql as $$
+    begin
+      perform autonomos_notify_task_events(array(
+        select ${eventText("'task.deleted'", 'deleted', 'null')}
+        from deleted_tasks deleted
+        where deleted.status in ('queued', 'in_progress')
+      ));
+      return null;
+    end
+    $$`).execute(db);
 }
 
 export async function up(db: Kysely<any>): Promise<void> {
@@ -53,54 +107,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     end
     $$`).execute(db);
 
-  // One trigger call per statement, not per row: the API and the worker write tasks in batches
-  // (of up to 64), and each call costs a few pg_notify at most whatever the batch size.
-  await sql.raw(`
-    create function autonomos_task_events_inserted() returns trigger language plpgsql as $$
-    begin
-      perform autonomos_notify_task_events(array(
-        select ${eventText("'task.created'", 'created', 'task')} from created_tasks created, row_to_json(created) task
-      ));
-      return null;
-    end
-    $$`).execute(db);
-
-  // Transition tables cannot be combined with "update of status", so this fires for every update
-  // and keeps only the rows whose status changed. Back to queued happens only for a retry.
-  await sql.raw(`
-    create function autonomos_task_events_updated() returns trigger language plpgsql as $$
-    begin
-      perform autonomos_notify_task_events(array(
-        select ${eventText(
-          `case changed.status when 'in_progress' then 'task.started' when 'success' then 'task.succeeded'
-                               when 'failed' then 'task.failed' when 'canceled' then 'task.canceled'
-                               when 'queued' then 'task.retry_scheduled' end`,
-          'changed',
-          'task',
-        )}
-        from updated_tasks changed
-        join previous_tasks previous on previous.tenant_id = changed.tenant_id and previous.id = changed.id
-        cross join row_to_json(changed) task
-        where changed.status <> previous.status
-      ));
-      return null;
-    end
-    $$`).execute(db);
-
-  // A task deleted before it finished was taken back in the transaction that created it (an AOA
-  // job refused by its tenant's exclusive slot): its task.created must not be left standing.
-  // Finished tasks deleted by retention are no news.
-  await sql.raw(`
-    create function autonomos_task_events_deleted() returns trigger language plpgsql as $$
-    begin
-      perform autonomos_notify_task_events(array(
-        select ${eventText("'task.deleted'", 'deleted', 'null')}
-        from deleted_tasks deleted
-        where deleted.status in ('queued', 'in_progress')
-      ));
-      return null;
-    end
-    $$`).execute(db);
+  await createEventTriggerFunctions(db);
 
   await sql`create trigger tasks_events_inserted after insert on tasks referencing new table as created_tasks
             for each statement execute function autonomos_task_events_inserted()`.execute(db);

@@ -15,6 +15,7 @@ import * as queueHeadIndex from './0013_queue_head_index.js';
 import * as claimWithinCap from './0014_claim_within_cap.js';
 import * as claimGenericPlan from './0015_claim_generic_plan.js';
 import * as auditTenantKey from './0016_audit_tenant_key.js';
+import * as watchedTaskEvents from './0017_watched_task_events.js';
 
 /** Every migration, in order. Listed statically so the compiled image needs no directory scan. */
 export const migrations: Record<string, Migration> = {
@@ -34,4 +35,5 @@ export const migrations: Record<string, Migration> = {
   '0014_claim_within_cap': claimWithinCap,
   '0015_claim_generic_plan': claimGenericPlan,
   '0016_audit_tenant_key': auditTenantKey,
+  '0017_watched_task_events': watchedTaskEvents,
 };

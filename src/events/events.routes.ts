@@ -74,7 +74,8 @@ export function eventRoutes(
         ],
         [
           'A client that reconnects with `Last-Event-ID` (or `?last_event_id=`, for clients that cannot set headers) gets the events',
-          'it missed, if they are among the latest EVENTS_REPLAY_WINDOW; otherwise, or when the server may have missed events, it',
+          'it missed, if they are among the latest EVENTS_REPLAY_WINDOW and it comes back within EVENTS_RESUME_SECONDS of its',
+          "tenant's last stream closing; otherwise, or when the server may have missed events, it",
           'gets an `event: reset` and should read the task list again. A comment line is sent every EVENTS_HEARTBEAT_SECONDS.',
           "The stream ends when the token expires or is revoked, and when the client falls far behind. Browsers' EventSource",
           'cannot send the Authorization header: use a fetch-based client.',
@@ -107,13 +108,13 @@ export function eventRoutes(
  * dashboard's own stream. `stillAuthorized` is asked with every heartbeat: the stream ends once
  * the credential it was opened with has expired or been revoked.
  */
-export function streamTaskEvents<E extends AppEnv>(
+export async function streamTaskEvents<E extends AppEnv>(
   c: Context<E>,
   hub: TaskEventHub,
   auth: Principal,
   stillAuthorized: () => Promise<boolean>,
   options: { heartbeatMs: number },
-): Response {
+): Promise<Response> {
   // Hono answers HEAD with the GET handler and drops the body: nobody would read or end this
   // stream, and its subscription would be held for ever. A HEAD learns the type, and no more.
   if (c.req.method === 'HEAD') return c.body(null, 200, { 'Content-Type': 'text/event-stream' });
@@ -129,8 +130,9 @@ export function streamTaskEvents<E extends AppEnv>(
       if (!outgoing.writableFinished) outgoing.destroy();
     }, END_GRACE_MS).unref();
   });
-  // Subscribed before the response starts, so that a refusal (429) is an ordinary answer.
-  const { replay, unsubscribe } = hub.subscribe(auth.tenantId, lastEventId, {
+  // Subscribed before the response starts, so that a refusal (429) is an ordinary answer, and
+  // the tenant is watched once the client sees the stream open.
+  const { replay, unsubscribe } = await hub.subscribe(auth.tenantId, lastEventId, {
     deliver: (event) => mailbox.push(event),
     end: () => mailbox.close('server stopping'),
   });

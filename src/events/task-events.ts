@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Db } from '../db/client.js';
 import type { Notifications } from '../db/notifications.js';
 import type { TaskRow } from '../db/schema.js';
@@ -41,10 +42,14 @@ export interface TaskEventHub {
   /**
    * Subscribes to a tenant's events. `replay` is what the client missed since `lastEventId`, in
    * the order this process received it; or a reset when that event is no longer here (too old,
-   * unknown, another tenant's, or before a gap in the notifications). Throws a 429 AppError when
-   * the tenant already holds its share of streams.
+   * unknown, another tenant's, before a gap in the notifications, or from before the tenant's
+   * current watch). Rejects with a 429 AppError when the tenant already holds its share of streams.
    */
-  subscribe(tenantId: string, lastEventId: string | undefined, subscriber: EventSubscriber): { replay: StreamEvent[]; unsubscribe: () => void };
+  subscribe(
+    tenantId: string,
+    lastEventId: string | undefined,
+    subscriber: EventSubscriber,
+  ): Promise<{ replay: StreamEvent[]; unsubscribe: () => void }>;
   /** Ends every subscription and stops listening. */
   close(): void;
 }
@@ -65,6 +70,7 @@ function resetEvent(detail: string): StreamEvent {
 
 const MISSED_RESET = 'Events may have been missed: read the task list again';
 const GAP_RESET = 'Notifications were interrupted and events may have been missed: read the task list again';
+const WATCH_RESET = "This tenant's events went unwatched for a while and some may have been missed: read the task list again";
 
 /**
  * Reads tasks the notifications could not carry, batched: the reads asked for in one turn of the
@@ -173,10 +179,18 @@ export function createTaskEventHub(deps: {
   replayWindow: number;
   /** Streams per tenant in this process; 0: no limit. */
   maxStreamsPerTenant: number;
+  /** How long a tenant's watch outlives its last stream (EVENTS_RESUME_SECONDS). */
+  resumeSeconds: number;
 }): TaskEventHub {
-  const { notifications, logger, replayWindow, maxStreamsPerTenant } = deps;
-  const readTask = createTaskReader(deps.db);
+  const { db, notifications, logger, replayWindow, maxStreamsPerTenant, resumeSeconds } = deps;
+  const readTask = createTaskReader(db);
   const subscribers = new Map<string, Set<EventSubscriber>>();
+  /**
+   * The triggers make a tenant's events only while it is watched (migration 0017): for each
+   * tenant with a stream here, the event id its current watch began from. A watch that ends and
+   * begins again has a new one, and whatever happened between was never sent.
+   */
+  const watchedFrom = new Map<string, bigint>();
   /**
    * The replay window: the notifications received last, oldest first (the live part from `head`
    * on), of which the first `headSkipped` events of the one at `head` have left the window.
@@ -292,13 +306,15 @@ export function createTaskEventHub(deps: {
    * after it that hold the tenant's events are parsed again: from the window's far end, with the
    * tenant's events in every notification, some 8 MB, about a tenth of a second here.
    */
-  function missedSince(tenantId: string, lastEventId: string): StreamEvent[] {
+  function missedSince(tenantId: string, lastEventId: string, since: bigint): StreamEvent[] {
     // How the trigger starts each event's text (migration 0006_task_events): a notification
     // without this cannot hold the event, and is not parsed.
     const start = `{"id":${lastEventId},"type":"`;
     // And each event's tenant so (PostgreSQL writes a uuid in lower case).
     const tenant = `"tenant_id":"${tenantId.toLowerCase()}"`;
     if (!/^\d{1,19}$/.test(lastEventId)) return [resetEvent(MISSED_RESET)];
+    // Sent before the watch began (before a time nobody watched): what followed may be missing.
+    if (BigInt(lastEventId) < since) return [resetEvent(MISSED_RESET)];
     for (let index = window.length - 1; index >= head; index -= 1) {
       const held = window[index]!;
       if (!held.payload.includes(start)) continue;
@@ -314,30 +330,87 @@ export function createTaskEventHub(deps: {
     return [resetEvent(MISSED_RESET)];
   }
 
+  /** Begins or renews the tenant's watch; resolves with the event id it began from. */
+  async function watch(tenantId: string): Promise<bigint> {
+    const { rows } = await sql<{ since: string }>`select autonomos_watch_task_events(${tenantId}::uuid, ${resumeSeconds}) as since`.execute(db);
+    return BigInt(rows[0]!.since);
+  }
+
+  /** Records the tenant's watch; its streams start over if it is not the one they were watching. */
+  function watching(tenantId: string, since: bigint): void {
+    const known = watchedFrom.get(tenantId);
+    watchedFrom.set(tenantId, since);
+    if (known === undefined || known === since) return;
+    for (const subscriber of subscribers.get(tenantId) ?? []) subscriber.deliver(resetEvent(WATCH_RESET));
+  }
+
+  /**
+   * Renews the watch of every tenant with a stream here, and ends the watches that nobody renewed
+   * in time. A watch of ours that another process ended (ours could not be renewed for longer
+   * than resumeSeconds: the database was away) begins again, and its streams start over.
+   */
+  async function renewWatches(): Promise<void> {
+    const tenants = [...subscribers.keys()];
+    const { rows } = await sql<{ tenant_id: string; watched_from: string }>`
+      with ended as (delete from task_event_watches where expires_at < now() and tenant_id <> all(${tenants}::uuid[]))
+      update task_event_watches set expires_at = greatest(expires_at, now() + make_interval(secs => ${resumeSeconds}))
+      where tenant_id = any(${tenants}::uuid[])
+      returning tenant_id, watched_from`.execute(db);
+    const renewed = new Map(rows.map((row) => [row.tenant_id, BigInt(row.watched_from)]));
+    for (const tenantId of tenants) {
+      if (!subscribers.has(tenantId)) continue; // its last stream closed meanwhile
+      watching(tenantId, renewed.get(tenantId) ?? (await watch(tenantId)));
+    }
+  }
+
+  let renewing = false;
+  const renewal = setInterval(() => {
+    if (renewing) return;
+    renewing = true;
+    renewWatches()
+      .catch((error: unknown) => logger.warn('task event watches not renewed', { error }))
+      .finally(() => (renewing = false));
+  }, (resumeSeconds * 1000) / 4);
+  renewal.unref();
+
+  /** Refuses a stream while the hub is closing, or when the tenant holds its share of them. */
+  function refuseUnlessRoom(tenantId: string): void {
+    if (closed) throw new AppError('unavailable', 'The server is shutting down');
+    if (maxStreamsPerTenant > 0 && (subscribers.get(tenantId)?.size ?? 0) >= maxStreamsPerTenant) {
+      throw new AppError('too_many_requests', `This tenant already has ${maxStreamsPerTenant} event streams open`);
+    }
+  }
+
   return {
-    subscribe(tenantId, lastEventId, subscriber) {
-      if (closed) throw new AppError('unavailable', 'The server is shutting down');
+    async subscribe(tenantId, lastEventId, subscriber) {
+      refuseUnlessRoom(tenantId);
+      const since = await watch(tenantId);
+      // Asked again: other streams may have opened, or the hub closed, while the watch began.
+      refuseUnlessRoom(tenantId);
       let streams = subscribers.get(tenantId);
-      if (maxStreamsPerTenant > 0 && (streams?.size ?? 0) >= maxStreamsPerTenant) {
-        throw new AppError('too_many_requests', `This tenant already has ${maxStreamsPerTenant} event streams open`);
-      }
       if (!streams) subscribers.set(tenantId, (streams = new Set()));
+      watching(tenantId, since);
       streams.add(subscriber);
-      const replay = lastEventId === undefined ? [] : missedSince(tenantId, lastEventId);
+      const replay = lastEventId === undefined ? [] : missedSince(tenantId, lastEventId, since);
       return {
         replay,
         unsubscribe() {
           streams.delete(subscriber);
-          if (streams.size === 0 && subscribers.get(tenantId) === streams) subscribers.delete(tenantId);
+          if (streams.size > 0 || subscribers.get(tenantId) !== streams) return;
+          // Not renewed from here any more: the watch lasts resumeSeconds, for clients that come back.
+          subscribers.delete(tenantId);
+          watchedFrom.delete(tenantId);
         },
       };
     },
     close() {
       closed = true;
+      clearInterval(renewal);
       stopReceiving();
       stopWatchingGaps();
       const all = [...subscribers.values()].flatMap((streams) => [...streams]);
       subscribers.clear();
+      watchedFrom.clear();
       forgetAll();
       for (const subscriber of all) subscriber.end();
     },

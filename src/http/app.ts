@@ -144,6 +144,7 @@ export function createApp(deps: AppDeps) {
     notifications,
     logger,
     replayWindow: config.eventsReplayWindow,
+    resumeSeconds: config.eventsResumeSeconds,
     maxStreamsPerTenant: config.eventsMaxStreamsPerTenant,
   });
   deps.stopping?.addEventListener('abort', () => events.close(), { once: true });
