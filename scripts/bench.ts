@@ -2,7 +2,7 @@
  * Benchmark: AutonomOS next to its references, measured in one run on one machine, printed as a
  * table of figures with their ratios and targets, and written as JSON with --json FILE.
  *
- *   npm run bench -- [--tasks 2000] [--warmup 10000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--idle] [--waits] [--statements] [--json FILE]
+ *   npm run bench -- [--tasks 2000] [--warmup 10000] [--repeat 1] [--concurrency 32] [--paced 500] [--rate 50] [--fairness] [--backlog 10000] [--login-flood] [--watched] [--idle] [--waits] [--statements] [--json FILE]
  *
  * The API and the worker run as separate processes, compiled as `npm run api` and `npm run worker`
  * run them (NODE_ENV=production) against a fresh database per phase and a local fake Slack (a process of its own) that answers at
@@ -32,6 +32,10 @@
  * - login flood (--login-flood): GET /api/v1/tasks/{id} latency, 4 in flight, alone and while 50
  *   clients keep sending wrong-password sign-ins (the failure limit off, so every one reaches
  *   the password hashing and its bounded line).
+ * - watched (--watched): the loaded phase runs with an event stream open on its tenant (GET
+ *   /api/v1/events, its events counted): what creation and the worker cost while a tenant's task
+ *   events are made. Without it nobody watches, as for most tenants most of the time, and no
+ *   event is made (migration 0017_watched_task_events).
  * - idle (--idle): the CPU an idle worker, and PostgreSQL beside it, use while nothing is queued
  *   (its polls, heartbeats and maintenance), as a share of one core.
  * - waits (--waits): what the service's database sessions were doing while the loaded phase's
@@ -49,6 +53,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { get as httpGet, type IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -71,6 +76,7 @@ const { values: args } = parseArgs({
     backlog: { type: 'string', default: '10000' },
     'login-flood': { type: 'boolean', default: false },
     idle: { type: 'boolean', default: false },
+    watched: { type: 'boolean', default: false },
     waits: { type: 'boolean', default: false },
     statements: { type: 'boolean', default: false },
     json: { type: 'string' },
@@ -493,11 +499,36 @@ async function benchCreatesOnly(databaseUrl: string, slackUrl: string) {
   }
 }
 
+/**
+ * An event stream of the tenant whose token is `token` (GET /api/v1/events), read as it comes:
+ * `events()` is how many task events it has received so far.
+ */
+async function watchEvents(base: string, token: string) {
+  const marker = 'event: task.';
+  let events = 0;
+  let tail = '';
+  const response = await new Promise<IncomingMessage>((resolve, reject) =>
+    httpGet(`${base}/api/v1/events`, { headers: { Authorization: `Bearer ${token}` } }, resolve).on('error', reject),
+  );
+  if (response.statusCode !== 200) throw new Error(`the event stream answered ${response.statusCode}`);
+  response.setEncoding('utf8');
+  response.on('data', (chunk: string) => {
+    // A marker split between two chunks is found whole in the last characters of one and the next.
+    const text = tail + chunk;
+    for (let at = text.indexOf(marker); at >= 0; at = text.indexOf(marker, at + marker.length)) events += 1;
+    tail = text.slice(-(marker.length - 1));
+  });
+  response.on('error', () => {});
+  return { events: () => events, close: () => response.destroy() };
+}
+
 async function benchLoaded(databaseUrl: string, slackUrl: string) {
   const service = await startService(databaseUrl, slackUrl, true);
   const memory = sampleMemory({ api: service.api, worker: service.worker! });
+  let stream: Awaited<ReturnType<typeof watchEvents>> | undefined;
   try {
     const { token } = await registerTenant(service.base, 'bench');
+    if (args.watched) stream = await watchEvents(service.base, token);
     await createTasks(service, token, WARMUP, CONCURRENCY, WARMUP_OFFSET);
     await untilAllFinished(databaseUrl, 'true', 10 * 60_000, 'the warm-up tasks to finish');
     await settleDatabase(databaseUrl);
@@ -544,8 +575,10 @@ async function benchLoaded(databaseUrl: string, slackUrl: string) {
       statements,
       apiRssMb: memory.peaks.api ?? NaN,
       workerRssMb: memory.peaks.worker ?? NaN,
+      watchedEvents: stream?.events(),
     };
   } finally {
+    stream?.close();
     memory.stop();
     await stopAll([service.api, service.worker!]);
   }
@@ -737,6 +770,9 @@ try {
       : []),
     ...(idle
       ? ([['an idle worker (CPU, % of one core): worker, PostgreSQL', `${idle.workerCorePercent}, ${idle.postgresCorePercent}`, '', '', '']] as [string, string, string, string, string][])
+      : []),
+    ...(loaded.watchedEvents !== undefined
+      ? ([["task events received by the loaded tenant's stream (--watched)", String(loaded.watchedEvents), '', '', '']] as [string, string, string, string, string][])
       : []),
     ['memory (peak RSS, MB)', `API ${round(Math.max(creates.apiRssMb, loaded.apiRssMb), 0)}, worker ${round(loaded.workerRssMb, 0)}${fairness ? `, worker after the backlog ${round(fairness.workerRssAfterMb, 0)} (peak ${round(fairness.workerRssPeakMb, 0)})` : ''}`, '', '', '≤ 200 each'],
   ];
