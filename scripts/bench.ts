@@ -518,8 +518,18 @@ async function watchEvents(base: string, token: string) {
     for (let at = text.indexOf(marker); at >= 0; at = text.indexOf(marker, at + marker.length)) events += 1;
     tail = text.slice(-(marker.length - 1));
   });
+  let closing = false;
+  response.on('close', () => {
+    if (!closing) console.warn(`the event stream ended early, after ${events} events`);
+  });
   response.on('error', () => {});
-  return { events: () => events, close: () => response.destroy() };
+  return {
+    events: () => events,
+    close: () => {
+      closing = true;
+      response.destroy();
+    },
+  };
 }
 
 async function benchLoaded(databaseUrl: string, slackUrl: string) {
@@ -772,7 +782,16 @@ try {
       ? ([['an idle worker (CPU, % of one core): worker, PostgreSQL', `${idle.workerCorePercent}, ${idle.postgresCorePercent}`, '', '', '']] as [string, string, string, string, string][])
       : []),
     ...(loaded.watchedEvents !== undefined
-      ? ([["task events received by the loaded tenant's stream (--watched)", String(loaded.watchedEvents), '', '', '']] as [string, string, string, string, string][])
+      ? ([
+          [
+            "task events received by the loaded tenant's stream (--watched)",
+            // Created, started and succeeded, for every task of the phase: fewer, and the stream fell behind or ended.
+            `${loaded.watchedEvents} of ${3 * (WARMUP + TASKS + PACED)}`,
+            '',
+            '',
+            '',
+          ],
+        ] as [string, string, string, string, string][])
       : []),
     ['memory (peak RSS, MB)', `API ${round(Math.max(creates.apiRssMb, loaded.apiRssMb), 0)}, worker ${round(loaded.workerRssMb, 0)}${fairness ? `, worker after the backlog ${round(fairness.workerRssAfterMb, 0)} (peak ${round(fairness.workerRssPeakMb, 0)})` : ''}`, '', '', '≤ 200 each'],
   ];

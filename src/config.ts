@@ -41,13 +41,13 @@ function limit(defaultValue: number, max = Number.MAX_SAFE_INTEGER) {
 }
 
 /** Seconds, fractions allowed (tests use short intervals). */
-function positiveSeconds(defaultValue: number, max: number) {
+function positiveSeconds(defaultValue: number, max: number, min = 0.01) {
   return v.pipe(
     v.optional(v.string(), String(defaultValue)),
     v.trim(),
     v.regex(/^\d+(\.\d+)?$/, 'must be a number of seconds'),
     v.transform(Number),
-    v.minValue(0.01, 'must be at least 0.01'),
+    v.minValue(min, `must be at least ${min}`),
     v.maxValue(max, `must be at most ${max}`),
   );
 }
@@ -136,7 +136,8 @@ const EnvSchema = v.object({
   TASK_RETENTION_DAYS: limit(30, 100 * 365),
   EVENTS_HEARTBEAT_SECONDS: positiveSeconds(15, 3600),
   EVENTS_REPLAY_WINDOW: positiveInteger(10_000, 1_000_000),
-  EVENTS_RESUME_SECONDS: positiveSeconds(120, 86_400),
+  // Watches are renewed every quarter of this: shorter would be a statement every few milliseconds.
+  EVENTS_RESUME_SECONDS: positiveSeconds(120, 86_400, 1),
   EVENTS_MAX_STREAMS_PER_TENANT: limit(100, 1_000_000),
   TRUST_PROXY: v.pipe(
     v.optional(v.string(), 'false'),

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 
 // Frozen in time: this file never imports application code.
+// Its exports are frozen with it: 0017_watched_task_events builds on them, and undoes to them.
 
 /** Where every task event is sent; each API process listens here for its /api/v1/events streams. */
 const CHANNEL = 'autonomos_task_events';

@@ -4,27 +4,38 @@ import { createEventTriggerFunctions, eventText, STATUS_EVENT_TYPE } from './000
 // Frozen in time: this file never imports application code.
 
 /**
- * The advisory lock (two-key form: this, and hashtext of the tenant's id) by which a tenant's
- * first watch waits for the transactions that changed its tasks unwatched (see up()).
+ * The advisory lock (two-key form: this, and the tenant's bucket) by which a tenant's first watch
+ * waits for the transactions that changed its tasks unwatched (see up()).
  */
 const WATCH_LOCK_CLASS = 1_414_743_380;
+/**
+ * A tenant's lock bucket, of 1,024: a statement changing the tasks of thousands of tenants (an
+ * operator's bulk fix) holds at most that many locks, well within PostgreSQL's lock table. Two
+ * tenants sharing one only make a first watch wait for the other's transactions too.
+ */
+const lockBucket = (tenant: string) => `hashtext(${tenant}::text) & 1023`;
+/** How long a first watch waits for a tenant's transactions in flight before it gives up (and the stream is refused with a 503). */
+const WATCH_LOCK_TIMEOUT = '1s';
 
 /**
  * A trigger function that makes the events of the rows `changed` selects (aliased `changed`, whose
  * own row is the task unless `task` is 'null'), for the tenants watched, after taking the shared
- * watch lock of each of their tenants, in one order everywhere.
+ * watch lock of each of their tenants' buckets, in one order everywhere. Outside READ COMMITTED
+ * the look would use the transaction's first snapshot, taken before the lock, and could miss a
+ * watch begun since: such a transaction (none of the service's own) makes every tenant's events.
  */
 function watchedEventsFunction(name: string, changed: string, type: string, task: 'task' | 'null'): string {
   return `
     create or replace function ${name}() returns trigger language plpgsql as $$
     begin
-      perform pg_advisory_xact_lock_shared(${WATCH_LOCK_CLASS}, hashtext(tenant_id::text))
-      from (select distinct tenant_id from (${changed}) changed order by tenant_id) ordered;
+      perform pg_advisory_xact_lock_shared(${WATCH_LOCK_CLASS}, bucket)
+      from (select distinct ${lockBucket('tenant_id')} as bucket from (${changed}) changed order by bucket) ordered;
       perform autonomos_notify_task_events(array(
         select ${eventText(type, 'changed', task)}
         from (${changed}) changed
-        join task_event_watches watch on watch.tenant_id = changed.tenant_id
         ${task === 'task' ? 'cross join row_to_json(changed) task' : ''}
+        where exists (select from task_event_watches watch where watch.tenant_id = changed.tenant_id)
+           or current_setting('transaction_isolation') <> 'read committed'
       ));
       return null;
     end
@@ -46,27 +57,42 @@ export async function up(db: Kysely<any>): Promise<void> {
       expires_at timestamptz not null
     )`.execute(db);
 
+  // Renews the watches of `tenants` (those that exist) and ends the others' that have expired.
+  await sql.raw(`
+    create function autonomos_renew_task_event_watches(tenants uuid[], seconds double precision)
+    returns table (tenant_id uuid, watched_from bigint) language sql as $$
+      with ended as (delete from task_event_watches ended where ended.expires_at < now() and ended.tenant_id <> all(tenants))
+      update task_event_watches watch set expires_at = greatest(watch.expires_at, now() + make_interval(secs => seconds))
+      where watch.tenant_id = any(tenants)
+      returning watch.tenant_id, watch.watched_from
+    $$`).execute(db);
+
   // Starting a watch must not let a change slip between the triggers' check and the stream's
   // start: a transaction that found no watch, then committed after a stream had opened, would be
   // a change that stream never hears of. So the triggers take a shared lock per changed tenant
-  // (held to commit) before they look, and a watch begins under the exclusive one: it waits for
-  // the transactions that looked without finding it, and those that look later find it.
-  // Renewing a watch that exists takes no lock.
+  // (its bucket's, held to commit) before they look, and a watch begins under the exclusive one:
+  // it waits for the transactions that looked without finding it, and those that look later find
+  // it. Renewing a watch that exists takes no lock.
+  //
+  // Renews the tenant's watch, or begins one under the exclusive lock; returns its first event id.
+  // A new watch is announced on the events' channel, so that every API process tells the streams
+  // of an earlier watch of this tenant to start over before any event of this one reaches them.
   await sql.raw(`
     create function autonomos_watch_task_events(tenant uuid, seconds double precision) returns bigint language plpgsql as $$
     declare
       since bigint;
     begin
-      update task_event_watches set expires_at = greatest(expires_at, now() + make_interval(secs => seconds))
-      where tenant_id = tenant returning watched_from into since;
+      select renewed.watched_from into since from autonomos_renew_task_event_watches(array[tenant], seconds) renewed;
       if found then
         return since;
       end if;
-      perform pg_advisory_xact_lock(${WATCH_LOCK_CLASS}, hashtext(tenant::text));
+      perform set_config('lock_timeout', '${WATCH_LOCK_TIMEOUT}', true);
+      perform pg_advisory_xact_lock(${WATCH_LOCK_CLASS}, ${lockBucket('tenant')});
       insert into task_event_watches as watch (tenant_id, watched_from, expires_at)
       values (tenant, nextval('task_event_ids'), now() + make_interval(secs => seconds))
-      on conflict (tenant_id) do update set expires_at = greatest(watch.expires_at, excluded.expires_at)
+      on conflict (tenant_id) do update set expires_at = excluded.expires_at
       returning watch.watched_from into since;
+      perform pg_notify('autonomos_task_events', json_build_array(json_build_object('watch_began', since::text, 'tenant_id', tenant))::text);
       return since;
     end
     $$`).execute(db);
@@ -95,5 +121,6 @@ export async function up(db: Kysely<any>): Promise<void> {
 export async function down(db: Kysely<any>): Promise<void> {
   await createEventTriggerFunctions(db);
   await sql`drop function autonomos_watch_task_events(uuid, double precision)`.execute(db);
+  await sql`drop function autonomos_renew_task_event_watches(uuid[], double precision)`.execute(db);
   await sql`drop table task_event_watches`.execute(db);
 }

@@ -96,6 +96,7 @@ export function eventRoutes(
       responses: {
         200: { description: 'The event stream (text/event-stream)' },
         429: { description: 'The tenant already holds EVENTS_MAX_STREAMS_PER_TENANT streams on this server' },
+        503: { description: "The tenant's first stream waited a second for its tasks' transactions in flight: try again (Retry-After)" },
       },
     }),
     authenticated('viewer'),

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { Db } from '../db/client.js';
 import type { Notifications } from '../db/notifications.js';
 import type { TaskRow } from '../db/schema.js';
@@ -6,6 +5,7 @@ import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { toTaskOut } from '../tasks/task-json.js';
 import { taskStore } from '../tasks/tasks.repository.js';
+import { taskEventWatches } from './task-event-watches.repository.js';
 import { taskRowFromJson } from './task-row.js';
 
 /** Where triggers on tasks send every change (migration 0006_task_events), from any process. */
@@ -136,13 +136,28 @@ function isNotifiedEvent(value: unknown): value is NotifiedEvent {
   );
 }
 
-/** The events of a parsed notification; `dropped` hears of each element that is not one. */
-function eventsIn(parsed: unknown, dropped?: () => void): NotifiedEvent[] {
+/** What a tenant's new watch announces (migration 0017): the event id it began from. */
+interface WatchBegan {
+  watch_began: string;
+  tenant_id: string;
+}
+
+function isWatchBegan(value: unknown): value is WatchBegan {
+  const began = value as Partial<WatchBegan> | null;
+  return typeof began === 'object' && began !== null && typeof began.watch_began === 'string' && /^\d{1,19}$/.test(began.watch_began) && typeof began.tenant_id === 'string';
+}
+
+/**
+ * The events of a parsed notification; `heard` is told of each watch that began, and of each
+ * element that is neither (dropped).
+ */
+function eventsIn(parsed: unknown, heard?: { watchBegan(tenantId: string, since: bigint): void; dropped(): void }): NotifiedEvent[] {
   if (!Array.isArray(parsed)) return [];
   const events: NotifiedEvent[] = [];
   for (const notified of parsed) {
     if (isNotifiedEvent(notified)) events.push(notified);
-    else dropped?.();
+    else if (isWatchBegan(notified)) heard?.watchBegan(notified.tenant_id, BigInt(notified.watch_began));
+    else heard?.dropped();
   }
   return events;
 }
@@ -184,6 +199,7 @@ export function createTaskEventHub(deps: {
 }): TaskEventHub {
   const { db, notifications, logger, replayWindow, maxStreamsPerTenant, resumeSeconds } = deps;
   const readTask = createTaskReader(db);
+  const watches = taskEventWatches(db);
   const subscribers = new Map<string, Set<EventSubscriber>>();
   /**
    * The triggers make a tenant's events only while it is watched (migration 0017): for each
@@ -278,8 +294,15 @@ export function createTaskEventHub(deps: {
       logger.error('unreadable task event notification', { error });
       return;
     }
-    // Not the event itself in the log: it may carry a task's payload.
-    const events = eventsIn(parsed, () => logger.error('malformed task event dropped'));
+    const events = eventsIn(parsed, {
+      // A watch that begins while streams here were on an earlier one: they start over, before
+      // the new watch's first event (its notifications come after this one).
+      watchBegan: (tenantId, since) => {
+        if (subscribers.has(tenantId)) watching(tenantId, since);
+      },
+      // Not the event itself in the log: it may carry a task's payload.
+      dropped: () => logger.error('malformed task event dropped'),
+    });
     if (events.length === 0) return;
     hold(payload, events.length);
     for (const notified of events) {
@@ -330,10 +353,17 @@ export function createTaskEventHub(deps: {
     return [resetEvent(MISSED_RESET)];
   }
 
+  /** The watches begun or renewed from here and not yet answered, by tenant: concurrent first streams share one. */
+  const watchesPending = new Map<string, Promise<bigint>>();
+
   /** Begins or renews the tenant's watch; resolves with the event id it began from. */
-  async function watch(tenantId: string): Promise<bigint> {
-    const { rows } = await sql<{ since: string }>`select autonomos_watch_task_events(${tenantId}::uuid, ${resumeSeconds}) as since`.execute(db);
-    return BigInt(rows[0]!.since);
+  function watch(tenantId: string): Promise<bigint> {
+    let pending = watchesPending.get(tenantId);
+    if (!pending) {
+      pending = watches.watch(tenantId, resumeSeconds).finally(() => watchesPending.delete(tenantId));
+      watchesPending.set(tenantId, pending);
+    }
+    return pending;
   }
 
   /** Records the tenant's watch; its streams start over if it is not the one they were watching. */
@@ -347,20 +377,18 @@ export function createTaskEventHub(deps: {
   /**
    * Renews the watch of every tenant with a stream here, and ends the watches that nobody renewed
    * in time. A watch of ours that another process ended (ours could not be renewed for longer
-   * than resumeSeconds: the database was away) begins again, and its streams start over.
+   * than resumeSeconds: the database was away) begins again.
    */
   async function renewWatches(): Promise<void> {
-    const tenants = [...subscribers.keys()];
-    const { rows } = await sql<{ tenant_id: string; watched_from: string }>`
-      with ended as (delete from task_event_watches where expires_at < now() and tenant_id <> all(${tenants}::uuid[]))
-      update task_event_watches set expires_at = greatest(expires_at, now() + make_interval(secs => ${resumeSeconds}))
-      where tenant_id = any(${tenants}::uuid[])
-      returning tenant_id, watched_from`.execute(db);
-    const renewed = new Map(rows.map((row) => [row.tenant_id, BigInt(row.watched_from)]));
-    for (const tenantId of tenants) {
-      if (!subscribers.has(tenantId)) continue; // its last stream closed meanwhile
-      watching(tenantId, renewed.get(tenantId) ?? (await watch(tenantId)));
+    const renewed = await watches.renew([...subscribers.keys()], resumeSeconds);
+    const begun = [...subscribers.keys()].filter((tenantId) => !renewed.has(tenantId));
+    const outcomes = await Promise.allSettled(begun.map(async (tenantId) => [tenantId, await watch(tenantId)] as const));
+    for (const outcome of outcomes) {
+      if (outcome.status === 'fulfilled') renewed.set(...outcome.value);
+      else logger.warn('task event watch not begun again', { error: outcome.reason });
     }
+    // Only the tenants still streamed to: a last stream may have closed meanwhile.
+    for (const [tenantId, since] of renewed) if (subscribers.has(tenantId)) watching(tenantId, since);
   }
 
   let renewing = false;
