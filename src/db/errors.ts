@@ -5,6 +5,11 @@ export function violatedUniqueConstraint(error: unknown): string | undefined {
   return code === '23505' && typeof constraint === 'string' ? constraint : undefined;
 }
 
+/** Whether a PostgreSQL error is lock_not_available (55P03): a lock waited longer than the statement's lock_timeout. */
+export function isLockNotAvailable(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '55P03';
+}
+
 /**
  * SQLSTATEs of text PostgreSQL cannot take as sent: 22021 character_not_in_repertoire (NUL in
  * text), 22P05 untranslatable_character (\u0000 in jsonb) and 22P02 invalid_text_representation

@@ -1,9 +1,8 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/client.js';
+import { isLockNotAvailable } from '../db/errors.js';
 import { AppError } from '../errors.js';
 
-/** lock_not_available: a first watch waited longer than its lock timeout (migration 0017) for the tenant's transactions in flight. */
-const LOCK_NOT_AVAILABLE = '55P03';
 /** The tenant is busy: how long its client should wait before opening a stream again. */
 const BUSY_RETRY_AFTER_SECONDS = '1';
 
@@ -23,7 +22,8 @@ export function taskEventWatches(db: Db) {
         const { rows } = await sql<{ since: string }>`select autonomos_watch_task_events(${tenantId}::uuid, ${seconds}) as since`.execute(db);
         return BigInt(rows[0]!.since);
       } catch (error) {
-        if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw error;
+        // A first watch waited longer than its lock timeout (migration 0017) for the tenant's transactions in flight.
+        if (!isLockNotAvailable(error)) throw error;
         throw new AppError('unavailable', "The tenant's tasks are busy: open the stream again in a moment", {
           headers: { 'Retry-After': BUSY_RETRY_AFTER_SECONDS },
         });

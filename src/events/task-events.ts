@@ -380,8 +380,10 @@ export function createTaskEventHub(deps: {
    * than resumeSeconds: the database was away) begins again.
    */
   async function renewWatches(): Promise<void> {
-    const renewed = await watches.renew([...subscribers.keys()], resumeSeconds);
-    const begun = [...subscribers.keys()].filter((tenantId) => !renewed.has(tenantId));
+    const tenants = [...subscribers.keys()];
+    const renewed = await watches.renew(tenants, resumeSeconds);
+    // Not those whose first stream opened meanwhile: their watch was just begun or renewed.
+    const begun = tenants.filter((tenantId) => !renewed.has(tenantId));
     const outcomes = await Promise.allSettled(begun.map(async (tenantId) => [tenantId, await watch(tenantId)] as const));
     for (const outcome of outcomes) {
       if (outcome.status === 'fulfilled') renewed.set(...outcome.value);
